@@ -1,0 +1,48 @@
+# The project's commands. `make demo` and `make test` work from a fresh clone.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+SCYLLA_DRIVER := $(shell sed -n 's/^scylla-driver==//p' requirements.txt)
+RUN := bin/airflow-env
+PYTEST_ARGS ?=
+
+.PHONY: venv db-up db-down db-status airflow-init demo test test-unit test-integration test-dags bench clean
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt
+	@command -v $(PY) >/dev/null || { echo "python3 (3.11) is required"; exit 1; }
+	$(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements.txt
+	@# cassandra-driver (from the provider) and scylla-driver share the `cassandra` package:
+	@# reinstall scylla-driver last so its copy is the one imported.
+	$(VENV)/bin/pip install -q --force-reinstall --no-deps scylla-driver==$(SCYLLA_DRIVER)
+	$(VENV)/bin/python -c "import cassandra; assert cassandra.__version__ == '$(SCYLLA_DRIVER)', cassandra.__version__"
+	touch $@
+
+db-up:
+	scripts/cassandra/cassandra.sh up
+db-down:
+	scripts/cassandra/cassandra.sh down
+db-status:
+	scripts/cassandra/cassandra.sh status
+
+airflow-init: venv
+	bin/airflow db migrate >/dev/null
+	bin/airflow pools set cassandra_backfill 4 "Concurrent backfill/verify tasks against the cluster" >/dev/null
+
+demo: venv db-up airflow-init
+	$(RUN) python -m trade_migration.demo
+
+test: venv db-up airflow-init
+	$(RUN) pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(RUN) pytest tests/unit $(PYTEST_ARGS)
+
+bench: venv db-up
+	$(RUN) python bench/run_all.py
+
+clean:
+	scripts/cassandra/cassandra.sh wipe
+	rm -rf .airflow reports artifacts

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Local Apache Cassandra 5.0 from Maven Central's cassandra-all jars (no Docker needed).
+# usage: cassandra.sh fetch|up|down|status [NODES]   node N listens on 127.0.0.N:9042
+# env:   CASS_NODES (1), CASS_HEAP (1G), TM_CACHE (~/.cache/trade-migration), CASS_BASE (.local/cassandra)
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+CMD=${1:-status}
+NODES=${2:-${CASS_NODES:-1}}
+VERSION=$(sed -n 's:.*<cassandra.version>\(.*\)</cassandra.version>.*:\1:p' "$HERE/pom.xml")
+CACHE=${TM_CACHE:-$HOME/.cache/trade-migration}/cassandra-$VERSION
+BASE=${CASS_BASE:-$REPO/.local/cassandra}
+HEAP=${CASS_HEAP:-1G}
+START_TIMEOUT=${CASS_START_TIMEOUT:-180}
+
+die() { echo "cassandra.sh: $*" >&2; exit 1; }
+node_dir() { echo "$BASE/node$1"; }
+node_pid() { local f; f="$(node_dir "$1")/pid"; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && cat "$f"; }
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+need_tools() {
+  command -v java >/dev/null || die "java not found: install a Java 17 JDK (Cassandra 5.0 runs on 11 or 17)"
+  local v; v=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
+  [ "$v" = 17 ] || [ "$v" = 11 ] || die "java $v found; Cassandra 5.0 needs Java 11 or 17 (set PATH or JAVA_HOME)"
+}
+
+fetch() {
+  [ -f "$CACHE/.complete" ] && return 0
+  command -v mvn >/dev/null || die "mvn not found: install Maven to fetch cassandra-all $VERSION from Maven Central"
+  echo "fetching cassandra-all $VERSION and its runtime jars into $CACHE"
+  rm -rf "$CACHE" && mkdir -p "$CACHE"
+  cp "$HERE/pom.xml" "$CACHE/pom.xml"
+  (cd "$CACHE" && mvn -B -q org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$CACHE/lib" >"$CACHE/mvn.log" 2>&1) \
+    || { tail -20 "$CACHE/mvn.log" >&2; die "mvn could not fetch cassandra-all $VERSION (log: $CACHE/mvn.log)"; }
+  ls "$CACHE"/lib/cassandra-all-*.jar >/dev/null 2>&1 || die "cassandra-all jar missing after fetch"
+  touch "$CACHE/.complete"
+}
+
+start_node() {
+  local n=$1 ip=127.0.0.$1 dir; dir=$(node_dir "$1")
+  if node_pid "$n" >/dev/null; then echo "node$n already running (pid $(node_pid "$n"))"; return 0; fi
+  port_open "$ip" 9042 && die "$ip:9042 is taken by another process; stop it or run 'make db-down'"
+  mkdir -p "$dir/logs" "$dir/tmp"
+  local token seeds
+  token=$(python3 -c "print(($n - 1) * (2**64 // $NODES) - 2**63)")
+  seeds=$(seq -s, -f '127.0.0.%g' 1 "$NODES")
+  sed -e "s|@IP@|$ip|g" -e "s|@DIR@|$dir|g" -e "s|@TOKEN@|$token|g" -e "s|@SEEDS@|$seeds|g" \
+    "$HERE/node.yaml.tmpl" >"$dir/cassandra.yaml"
+  : >"$dir/logs/system.log"
+  # shellcheck disable=SC2046
+  nohup java $(grep -v '^#' "$HERE/jvm17-cassandra.flags") \
+    -Xms"$HEAP" -Xmx"$HEAP" -XX:MaxDirectMemorySize=512m \
+    -javaagent:"$(ls "$CACHE"/lib/jamm-*.jar | head -1)" \
+    -Djava.io.tmpdir="$dir/tmp" \
+    -Dcassandra.config=file://"$dir/cassandra.yaml" \
+    -Dcassandra.storagedir="$dir" -Dcassandra.logdir="$dir/logs" \
+    -Dlogback.configurationFile="$HERE/logback.xml" \
+    -Dcassandra-foreground=yes \
+    -Dcassandra.jmx.local.port=$((7099 + 100 * n)) \
+    -Dcassandra.skip_wait_for_gossip_to_settle=0 \
+    -Dcassandra.superuser_setup_delay_ms=0 \
+    -Dcassandra.ring_delay_ms=1000 \
+    -Dcassandra.unsafesystem=true \
+    -Dcassandra.available_processors=2 \
+    -cp "$CACHE/lib/*" org.apache.cassandra.service.CassandraDaemon \
+    >"$dir/logs/stdout.log" 2>&1 &
+  echo $! >"$dir/pid"
+  echo "node$n starting on $ip (pid $!, logs $dir/logs/system.log)"
+}
+
+wait_ready() {
+  local n=$1 ip=127.0.0.$1 dir deadline=$((SECONDS + START_TIMEOUT)); dir=$(node_dir "$1")
+  until port_open "$ip" 9042; do
+    node_pid "$n" >/dev/null || { tail -30 "$dir/logs/system.log" "$dir/logs/stdout.log" >&2; die "node$n exited during start-up (logs in $dir/logs)"; }
+    [ $SECONDS -lt "$deadline" ] || die "node$n did not answer CQL on $ip:9042 within ${START_TIMEOUT}s (logs in $dir/logs)"
+    sleep 1
+  done
+  if [ "$NODES" -gt 1 ]; then
+    until [ "$(grep -c 'is now UP' "$dir/logs/system.log" || true)" -ge $((NODES - 1)) ]; do
+      [ $SECONDS -lt "$deadline" ] || die "node$n does not see its $((NODES - 1)) peers (logs in $dir/logs)"
+      sleep 1
+    done
+  fi
+}
+
+up() {
+  need_tools; fetch
+  for n in $(seq 1 "$NODES"); do start_node "$n"; done
+  for n in $(seq 1 "$NODES"); do wait_ready "$n"; done
+  echo "cassandra $VERSION: $NODES node(s) answering CQL on 127.0.0.1..$NODES:9042"
+}
+
+down() {
+  local stopped=0 n pid
+  for d in "$BASE"/node*; do
+    [ -d "$d" ] || continue
+    n=${d##*node}; pid=$(node_pid "$n" || true)
+    [ -n "$pid" ] || continue
+    kill "$pid"; stopped=1
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$d/pid"; echo "node$n stopped"
+  done
+  [ $stopped = 1 ] || echo "no local cassandra node running"
+}
+
+status() {
+  local any=0
+  for d in "$BASE"/node*; do
+    [ -d "$d" ] || continue
+    n=${d##*node}; any=1
+    if pid=$(node_pid "$n"); then
+      if port_open "127.0.0.$n" 9042; then s="up (CQL answering)"; else s="starting"; fi
+      echo "node$n: $s, pid $pid, logs $d/logs/system.log"
+    else echo "node$n: down, logs $d/logs/system.log"; fi
+  done
+  [ $any = 1 ] || echo "no local cassandra node configured under $BASE"
+}
+
+case "$CMD" in
+  fetch) fetch ;;
+  up) up ;;
+  down) down ;;
+  stop-node) pid=$(node_pid "$2") && kill -9 "$pid" && rm -f "$(node_dir "$2")/pid" && echo "node$2 killed" ;;
+  start-node) need_tools; NODES=${3:-$NODES}; start_node "$2"; wait_ready "$2" ;;
+  status) status ;;
+  wipe) down; rm -rf "$BASE"; echo "removed $BASE" ;;
+  *) die "unknown command '$CMD' (fetch|up|down|status|wipe)" ;;
+esac
