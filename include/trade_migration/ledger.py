@@ -1,0 +1,134 @@
+"""The backfill's per-range ledger: what is done, where each range stopped, and why it failed.
+
+Rows live in backfill_ranges under one backfill_id, so any process (a retried task, a rerun,
+the UI page, an engineer with cqlsh) sees the same progress.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from cassandra.cluster import Session
+from cassandra.concurrent import execute_concurrent_with_args
+
+from . import statements
+from .config import Config, identifier
+from .cql import prepared
+from .tokens import TokenRange, divide
+
+PENDING, RUNNING, DONE, FAILED, SPLIT = "pending", "running", "done", "failed", "split"
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class RangeState:
+    range_start: int
+    range_end: int
+    parent_start: int | None = None
+    status: str = PENDING
+    checkpoint: int | None = None
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_rejected: int = 0
+    attempts: int = 0
+    last_error: str | None = None
+    resplit: bool = False
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def token_range(self) -> TokenRange:
+        return TokenRange(self.range_start, self.range_end)
+
+    @property
+    def label(self) -> str:
+        return self.token_range.label
+
+    @property
+    def resume_from(self) -> int:
+        return self.range_start if self.checkpoint is None else self.checkpoint
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class Ledger:
+    def __init__(self, session: Session, config: Config, backfill_id: str):
+        self.session = session
+        self.ks = config.keyspace
+        self.cl = config.write_cl
+        self.backfill_id = identifier(backfill_id, what="backfill_id")
+
+    def _stmt(self, cql: str):
+        return prepared(self.session, cql, consistency=self.cl)
+
+    def load(self) -> list[RangeState]:
+        rows = self.session.execute(self._stmt(statements.ledger_select(self.ks)), (self.backfill_id,))
+        out = []
+        for r in rows:
+            out.append(RangeState(**{k: getattr(r, k) for k in RangeState.__dataclass_fields__}))
+            for counter in ("rows_read", "rows_written", "rows_rejected", "attempts"):
+                setattr(out[-1], counter, getattr(out[-1], counter) or 0)
+            out[-1].resplit = bool(out[-1].resplit)
+        return out
+
+    def plan(self, ranges: list[TokenRange], *, parent_start: int | None = None) -> None:
+        """Create ranges that are not in the ledger yet; existing ones keep their progress."""
+        stmt = prepared(self.session, statements.ledger_insert_if_absent(self.ks))
+        params = [(self.backfill_id, r.start, r.end, parent_start, r.start, now()) for r in ranges]
+        for ok, res in execute_concurrent_with_args(self.session, stmt, params, concurrency=32,
+                                                    raise_on_first_error=False):
+            if not ok:
+                raise res
+
+    def start(self, rs: RangeState) -> None:
+        rs.attempts += 1
+        rs.status, rs.started_at = RUNNING, now()
+        self.session.execute(self._stmt(statements.ledger_start(self.ks)),
+                             (rs.attempts, rs.started_at, rs.started_at, self.backfill_id, rs.range_start))
+
+    def checkpoint(self, rs: RangeState) -> None:
+        self.session.execute(self._stmt(statements.ledger_checkpoint(self.ks)),
+                             (rs.checkpoint, rs.rows_read, rs.rows_written, rs.rows_rejected, now(),
+                              self.backfill_id, rs.range_start))
+
+    def finish(self, rs: RangeState, status: str, *, error: str | None = None,
+               resplit: bool = False) -> None:
+        rs.status, rs.last_error, rs.resplit = status, error, resplit
+        rs.finished_at = now() if status == DONE else rs.finished_at
+        self.session.execute(self._stmt(statements.ledger_finish(self.ks)),
+                             (status, rs.checkpoint, rs.rows_read, rs.rows_written, rs.rows_rejected,
+                              error, resplit, rs.finished_at, now(), self.backfill_id, rs.range_start))
+
+    def resplit(self, rs: RangeState, pieces: int = 4) -> list[RangeState]:
+        """Replace what is left of a timed-out range by `pieces` children; the parent keeps
+        (start, checkpoint] as done and becomes 'split'."""
+        rest = TokenRange(rs.resume_from, rs.range_end)
+        children = divide(rest, pieces)
+        self.plan(children, parent_start=rs.range_start)
+        self.finish(rs, SPLIT, error=f"re-split into {len(children)} ranges after a timeout")
+        return [RangeState(c.start, c.end, parent_start=rs.range_start, checkpoint=c.start)
+                for c in children]
+
+    def reset(self, range_starts: list[int]) -> None:
+        """Mark ranges pending again (an explicit on-call rerun of finished ranges)."""
+        stmt = self._stmt(statements.ledger_reset(self.ks))
+        for start in range_starts:
+            self.session.execute(stmt, (now(), self.backfill_id, start))
+
+
+def leaves(states: list[RangeState]) -> list[RangeState]:
+    """The ranges that do work: everything except split parents."""
+    return [s for s in states if s.status != SPLIT]
+
+
+def within(states: list[RangeState], spans: list[TokenRange]) -> list[RangeState]:
+    """Ledger ranges lying inside any of the spans (a batch's original splits)."""
+    return [s for s in states if any(sp.start <= s.range_start and s.range_end <= sp.end for sp in spans)]
