@@ -38,7 +38,7 @@ def apply(session: Session, config: Config, *, agreement_timeout: float = 60.0) 
     stmts = statements_from_files(config)
     for stmt in stmts:
         session.execute(stmt, timeout=120)
-    if not session.cluster.control_connection.wait_for_schema_agreement(wait_time=agreement_timeout):
+    if not session.wait_for_schema_agreement(wait_time=agreement_timeout):
         raise SchemaDriftError(f"schema agreement not reached within {agreement_timeout}s")
     return len(stmts)
 

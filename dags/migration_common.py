@@ -1,0 +1,77 @@
+"""Airflow glue shared by the migration DAGs: the connection, the run's actor, retry rules.
+
+Logic stays in include/trade_migration; this module only adapts Airflow to it.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from datetime import timedelta
+
+from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule
+
+from trade_migration.config import Config, ConfigError, identifier
+from trade_migration.phases import PhaseOrderError
+from trade_migration.schema import SchemaDriftError
+
+CONN_ID = os.environ.get("TM_CONN_ID", "scylla_default")
+POOL = "cassandra_backfill"
+TAGS = ["user_trades_migration"]
+
+# Errors a retry cannot fix fail at once; everything else (timeouts, unavailable nodes) retries.
+FAIL_FAST = ExceptionRetryPolicy(rules=[
+    RetryRule(exception=[ConfigError, SchemaDriftError, PhaseOrderError, "cassandra.InvalidRequest",
+                         "cassandra.protocol.SyntaxException", "cassandra.Unauthorized",
+                         "cassandra.AuthenticationFailed"],
+              action=RetryAction.FAIL, reason="a retry cannot fix this; fix the cause and rerun"),
+])
+
+DEFAULT_ARGS = {
+    "owner": "trading-platform",
+    "retries": 3,
+    "retry_delay": timedelta(seconds=10),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=10),
+    "retry_policy": FAIL_FAST,
+}
+
+
+def who_and_why(*, required: bool = False) -> dict:
+    """Params every state-changing DAG takes: the operator's name and the reason."""
+    reason = (Param(type="string", minLength=1, maxLength=2000, description="Why; kept in the audit log. Required.")
+              if required else
+              Param("", type="string", maxLength=2000, description="Why; kept in the audit log."))
+    return {
+        "actor": Param("", type="string", maxLength=128,
+                       description="Who runs this (defaults to the user who triggered the run)."),
+        "reason": reason,
+    }
+
+
+def actor(context) -> str:
+    name = context["params"].get("actor") or getattr(context["dag_run"], "triggering_user_name", None)
+    return str(name or "airflow")[:128]
+
+
+def config_from_connection(conn) -> Config:
+    """Keyspace and consistency from the connection (schema, extras), else TM_* variables."""
+    extras = conn.extra_dejson or {}
+    overrides = {"keyspace": identifier(conn.schema, what="connection schema (keyspace)")} if conn.schema else {}
+    for name in ("read_consistency", "write_consistency", "serial_consistency", "local_dc"):
+        if extras.get(name):
+            overrides[name] = extras[name]
+    return Config.from_env(**overrides)
+
+
+@contextmanager
+def cassandra(conn_id: str = CONN_ID):
+    """(session, config) from the Airflow connection; credentials and TLS never leave the hook."""
+    from airflow.providers.apache.cassandra.hooks.cassandra import CassandraHook
+
+    hook = CassandraHook(cassandra_conn_id=conn_id)
+    config = config_from_connection(hook.get_connection(conn_id))
+    session = hook.get_cluster().connect()   # no keyspace: it may not exist before phase 1
+    try:
+        yield session, config
+    finally:
+        hook.shutdown_cluster()

@@ -1,0 +1,77 @@
+"""Shared fixtures: a real local Cassandra (started by `make test`), one keyspace per test module."""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "include"))
+
+from trade_migration import generator, schema  # noqa: E402
+from trade_migration.config import STATE_TABLES, Config  # noqa: E402
+from trade_migration.session import connect  # noqa: E402
+
+ALL_TABLES = ("symbols", "settled_trades", "user_trades", *STATE_TABLES)
+
+
+@pytest.fixture(scope="session")
+def cluster_session():
+    """One driver session to the local node for the whole run."""
+    session = connect(Config.from_env())
+    yield session
+    session.cluster.shutdown()
+
+
+def module_keyspace(request) -> str:
+    name = re.sub(r"[^a-z0-9_]", "_", request.module.__name__.rsplit(".", 1)[-1].lower())
+    return ("t_" + name)[:48]
+
+
+@pytest.fixture(scope="module")
+def cfg(request, cluster_session) -> Config:
+    """A Config whose keyspace belongs to this test module, created with the full schema."""
+    config = Config(keyspace=module_keyspace(request))
+    schema.apply(cluster_session, config)
+    return config
+
+
+@pytest.fixture
+def db(cluster_session, cfg):
+    """The session, with every table of this module's keyspace emptied first."""
+    for table in ALL_TABLES:
+        cluster_session.execute(f"TRUNCATE {cfg.keyspace}.{table}")
+    return cluster_session
+
+
+def load_trades(session, config: Config, n: int, seed: int) -> generator.Plan:
+    generator.write_symbols(session, config.keyspace)
+    return generator.write_trades(session, config.keyspace, n, seed)
+
+
+@pytest.fixture
+def airflow_conn(cfg, monkeypatch):
+    """Point the DAGs' scylla_default connection at this module's keyspace."""
+    import json
+
+    monkeypatch.setenv("AIRFLOW_CONN_SCYLLA_DEFAULT", json.dumps(
+        {"conn_type": "cassandra", "host": "127.0.0.1", "port": 9042, "schema": cfg.keyspace}))
+    return cfg
+
+
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(REPO / "dags"))
+
+
+def mark_done(session, config: Config, *names: str) -> None:
+    """Record phases as completed, for tests of a later phase."""
+    from trade_migration.phases import COMPLETED, State
+
+    state = State(session, config)
+    for name in names:
+        state.mark(name, COMPLETED, run_id="test", actor="pytest")
