@@ -17,7 +17,7 @@ from cassandra.query import BatchStatement, BatchType
 from . import statements
 from .config import Config
 from .cql import prepared
-from .ledger import DONE, FAILED, SPLIT, Ledger, RangeState, now, within
+from .ledger import DONE, FAILED, Ledger, RangeState, now, within
 from .symbols import load_symbol_ids
 from .trades import Reject, convert, raw_values
 from .writes import TRANSIENT as TRANSIENT_ERRORS, BoundedWriter
@@ -212,7 +212,7 @@ def run_batch(session: Session, config: Config, backfill_id: str, spans: list, o
     states = within(ledger.load(), spans)
     work: list[RangeState] = []
     for rs in states:
-        if rs.status in (DONE, SPLIT):
+        if rs.status == DONE:
             continue
         work += ledger.resplit(rs, resplit_pieces) if rs.resplit else [rs]
     copier = RangeCopier(session, config, ledger, options)

@@ -99,6 +99,8 @@ def trades(n: int, seed: int, *, first_id: int = FIRST_TRADE_ID, start: datetime
         else:
             buyer = 1000 + int(rng.paretovariate(1.2)) % small_users
             seller = rng.choice(MARKET_MAKERS) if rng.random() < 0.5 else 1000 + rng.randrange(small_users)
+        while seller == buyer:   # self-trades only where planned, so the count is exact
+            seller = 1000 + rng.randrange(small_users)
         if rng.random() < 0.5:
             buyer, seller = seller, buyer
         settled_ms = base_ms + i * step_ms + rng.randrange(step_ms)

@@ -16,7 +16,7 @@ from .config import Config, identifier
 from .cql import prepared
 from .tokens import TokenRange, divide
 
-PENDING, RUNNING, DONE, FAILED, SPLIT = "pending", "running", "done", "failed", "split"
+PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 
 
 def now() -> datetime:
@@ -108,25 +108,27 @@ class Ledger:
                               error, resplit, rs.finished_at, now(), self.backfill_id, rs.range_start))
 
     def resplit(self, rs: RangeState, pieces: int = 4) -> list[RangeState]:
-        """Replace what is left of a timed-out range by `pieces` children; the parent keeps
-        (start, checkpoint] as done and becomes 'split'."""
-        rest = TokenRange(rs.resume_from, rs.range_end)
-        children = divide(rest, pieces)
-        self.plan(children, parent_start=rs.range_start)
-        self.finish(rs, SPLIT, error=f"re-split into {len(children)} ranges after a timeout")
-        return [RangeState(c.start, c.end, parent_start=rs.range_start, checkpoint=c.start)
-                for c in children]
+        """Cut what is left of a timed-out range, (checkpoint, end], into `pieces` ranges.
 
-    def reset(self, range_starts: list[int]) -> None:
-        """Mark ranges pending again (an explicit on-call rerun of finished ranges)."""
+        The range keeps its row (and its checkpoint) and shrinks to the first piece; the other
+        pieces become new rows that name it as their parent_start.
+        """
+        first, *rest = divide(TokenRange(rs.resume_from, rs.range_end), pieces)
+        self.plan(rest, parent_start=rs.range_start)
+        note = f"re-split into {1 + len(rest)} ranges after a timeout"
+        self.session.execute(self._stmt(statements.ledger_shrink(self.ks)),
+                             (first.end, note, now(), self.backfill_id, rs.range_start))
+        rs.range_end, rs.resplit, rs.status, rs.last_error = first.end, False, PENDING, note
+        return [rs] + [RangeState(c.start, c.end, parent_start=rs.range_start, checkpoint=c.start)
+                       for c in rest]
+
+    def reset(self, states: list[RangeState]) -> None:
+        """Start ranges again from their first token (an explicit on-call rerun)."""
         stmt = self._stmt(statements.ledger_reset(self.ks))
-        for start in range_starts:
-            self.session.execute(stmt, (now(), self.backfill_id, start))
-
-
-def leaves(states: list[RangeState]) -> list[RangeState]:
-    """The ranges that do work: everything except split parents."""
-    return [s for s in states if s.status != SPLIT]
+        for rs in states:
+            rs.status, rs.checkpoint, rs.rows_read, rs.rows_written, rs.rows_rejected = (
+                PENDING, rs.range_start, 0, 0, 0)
+            self.session.execute(stmt, (rs.range_start, now(), self.backfill_id, rs.range_start))
 
 
 def within(states: list[RangeState], spans: list[TokenRange]) -> list[RangeState]:

@@ -7,7 +7,7 @@ from cassandra.cluster import Session
 
 from . import statements, tokens
 from .config import Config, ConfigError, LEGACY_TABLE
-from .ledger import DONE, Ledger, RangeState, leaves
+from .ledger import DONE, Ledger, RangeState
 from .tokens import TokenRange
 
 log = logging.getLogger(__name__)
@@ -44,14 +44,14 @@ def ensure_ledger(session: Session, config: Config, ledger: Ledger, splits: int 
 def select(states: list[RangeState], ledger: Ledger, only: list[str] | None) -> list[RangeState]:
     """The ranges to run: every unfinished leaf (default), or exactly the ranges listed.
 
-    `only` holds range labels "(start, end]" or start tokens; a listed range that is done is
-    reset so it runs again; an unknown one is an error that names the valid form.
+    `only` holds range labels "(start, end]" or start tokens; a listed range that is done runs
+    again from its first token; an unknown one is an error that names the valid form.
     """
-    work = [s for s in leaves(states) if s.status != DONE]
+    work = [s for s in states if s.status != DONE]
     if not only:
         return work
-    by_start = {s.range_start: s for s in leaves(states)}
-    by_label = {s.label: s for s in leaves(states)}
+    by_start = {s.range_start: s for s in states}
+    by_label = {s.label: s for s in states}
     chosen = []
     for item in only:
         item = str(item).strip()
@@ -65,7 +65,7 @@ def select(states: list[RangeState], ledger: Ledger, only: list[str] | None) -> 
             raise ConfigError(f"range {item!r} is not in backfill {ledger.backfill_id!r}; give a label like"
                               f" '(start, end]' or a range_start from the ledger")
         chosen.append(rs)
-    ledger.reset([rs.range_start for rs in chosen if rs.status == DONE])
+    ledger.reset([rs for rs in chosen if rs.status == DONE])
     return chosen
 
 

@@ -192,9 +192,15 @@ def ledger_finish(keyspace: str) -> str:
               " updated_at = ? WHERE backfill_id = ? AND range_start = ?", keyspace)
 
 
+def ledger_shrink(keyspace: str) -> str:
+    return _q("UPDATE {ks}.backfill_ranges SET range_end = ?, status = 'pending', resplit = false,"
+              " last_error = ?, updated_at = ? WHERE backfill_id = ? AND range_start = ?", keyspace)
+
+
 def ledger_reset(keyspace: str) -> str:
-    return _q("UPDATE {ks}.backfill_ranges SET status = 'pending', updated_at = ?"
-              " WHERE backfill_id = ? AND range_start = ?", keyspace)
+    return _q("UPDATE {ks}.backfill_ranges SET status = 'pending', checkpoint = ?, rows_read = 0,"
+              " rows_written = 0, rows_rejected = 0, updated_at = ? WHERE backfill_id = ? AND range_start = ?",
+              keyspace)
 
 
 def reject_insert(keyspace: str) -> str:
@@ -229,3 +235,16 @@ SIZE_ESTIMATES = ("SELECT range_start, range_end, partitions_count FROM system.s
                   " WHERE keyspace_name = ? AND table_name = ?")
 RELEASE_VERSION = "SELECT release_version FROM system.local"
 SCYLLA_PROBE = "SELECT * FROM system.versions"  # exists on ScyllaDB only
+
+
+# --- reference writer, read-path sampling (issue 3) ---------------------------------------------
+def insert_user_trade_into(keyspace: str, table: str) -> str:
+    """The dual write, into a named table (the reference writer's; tests name a missing one)."""
+    return _q("INSERT INTO {ks}." + identifier(table, what="table") + " (" + _cols(USER_TRADE_COLUMNS)
+              + ") VALUES (" + _marks(USER_TRADE_COLUMNS) + ") USING TIMESTAMP ?", keyspace)
+
+
+def sample_settled_parties(keyspace: str) -> str:
+    """Who traded what, from a token onwards: the shadow compare's seeded user sample."""
+    return _q("SELECT buyer_user_id, seller_user_id, symbol FROM {ks}.settled_trades"
+              " WHERE token(trade_id) > ? LIMIT ?", keyspace)

@@ -3,24 +3,16 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .ledger import DONE, RangeState, SPLIT, leaves
-from .tokens import MAX_TOKEN, MIN_TOKEN, TokenRange, check_coverage
-
-
-def covered(states: list[RangeState]) -> list[TokenRange]:
-    """The token ranges the ledger has finished: done leaves, and the done part of split parents."""
-    out = [s.token_range for s in states if s.status == DONE]
-    out += [TokenRange(s.range_start, s.checkpoint) for s in states
-            if s.status == SPLIT and s.checkpoint is not None and s.checkpoint > s.range_start]
-    return out
+from .ledger import DONE, RangeState
+from .tokens import check_coverage
 
 
 def backfill_summary(states: list[RangeState], slowest: int = 5) -> dict:
-    work = leaves(states)
+    work = states
     by_status = Counter(s.status for s in work)
     complete = bool(work) and by_status.get(DONE, 0) == len(work)
     if complete:
-        check_coverage(covered(states))   # no token missed, none twice
+        check_coverage([s.token_range for s in states])   # no token missed, none twice
     timed = sorted((s for s in work if s.seconds is not None), key=lambda s: s.seconds, reverse=True)
     return {
         "ranges": len(work),

@@ -1,0 +1,129 @@
+"""The reference settlement writer on the real node: dual writes, rejects, the flag bound, failures."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from trade_migration import generator, statements
+from trade_migration.flags import DUAL_WRITE, Flags
+from trade_migration.trades import Reject, convert, row_key
+from trade_migration.writer import SettlementWriter, WriterOptions, live_trades, row_token
+
+FIRST = 500_000_000
+
+
+def settled(db, cfg) -> dict[int, tuple]:
+    """trade_id -> (row tuple, write time of price)."""
+    rows = db.execute(f"SELECT {', '.join(statements.SETTLED_COLUMNS)}, WRITETIME(price) AS wt"
+                      f" FROM {cfg.keyspace}.settled_trades")
+    return {r.trade_id: (tuple(r)[:-1], r.wt) for r in rows}
+
+
+def user_trades(db, cfg) -> dict[tuple, tuple]:
+    """primary key -> (row tuple, write time of price)."""
+    rows = db.execute(f"SELECT {', '.join(statements.USER_TRADE_COLUMNS)}, WRITETIME(price) AS wt"
+                      f" FROM {cfg.keyspace}.user_trades")
+    return {row_key(tuple(r)[:-1]): (tuple(r)[:-1], r.wt) for r in rows}
+
+
+def rejects(db, cfg) -> dict[int, tuple]:
+    return {r.trade_id: (r.row_token, r.reason, r.source)
+            for r in db.execute(statements.rejects_select_all(cfg.keyspace))}
+
+
+@pytest.fixture
+def symbols(db, cfg):
+    generator.write_symbols(db, cfg.keyspace)
+    return {s[0]: s[1] for s in generator.symbols()}
+
+
+def test_with_dual_write_off_only_settled_trades_is_written(db, cfg, symbols):
+    stats = SettlementWriter(db, cfg, WriterOptions(trades_per_second=0, first_trade_id=FIRST)).run(count=300)
+    assert (stats.settled, stats.user_trade_rows, stats.rejected, stats.user_trades_failed) == (300, 0, 0, 0)
+    assert sorted(settled(db, cfg)) == list(range(FIRST, FIRST + 300))
+    assert user_trades(db, cfg) == {}
+    assert rejects(db, cfg) == {}
+
+
+def test_dual_write_writes_the_converted_rows_with_the_same_timestamp(db, cfg, symbols):
+    Flags(db, cfg).set(DUAL_WRITE, "on", actor="pytest", reason="test")
+    stats = SettlementWriter(db, cfg, WriterOptions(trades_per_second=0, first_trade_id=FIRST)).run(count=500)
+
+    source = settled(db, cfg)
+    expected_rows, expected_rejects = {}, {}
+    for trade_id, (trade, wt) in source.items():
+        out = convert(trade, symbols)
+        if isinstance(out, Reject):
+            expected_rejects[trade_id] = (row_token(trade_id), out.reason, "writer")
+        else:
+            expected_rows.update({row_key(r): (r, wt) for r in out})
+    assert len(source) == 500 and stats.settled == 500
+    assert len(expected_rejects) == 2          # trades 125 and 375 of the generator's mix
+    assert user_trades(db, cfg) == expected_rows
+    assert rejects(db, cfg) == expected_rejects
+    assert (stats.user_trade_rows, stats.rejected, stats.user_trades_failed) == (2 * 498, 2, 0)
+    # the reject's token is the one the cluster computes
+    some = next(iter(expected_rejects))
+    assert db.execute(f"SELECT token(trade_id) FROM {cfg.keyspace}.settled_trades WHERE trade_id = %s",
+                      (some,)).one()[0] == expected_rejects[some][0]
+
+
+def test_live_trades_are_settled_now(db, cfg, symbols):
+    before = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(milliseconds=1)
+    SettlementWriter(db, cfg, WriterOptions(trades_per_second=0, first_trade_id=FIRST)).run(count=50)
+    after = datetime.now(timezone.utc).replace(tzinfo=None)
+    for trade, wt in settled(db, cfg).values():
+        if trade[13] is not None:
+            assert before <= trade[13] <= after
+            assert wt // 1000 == int((trade[13] - datetime(1970, 1, 1)).total_seconds() * 1000)
+
+
+def test_a_failed_user_trades_write_does_not_fail_the_settlement(db, cfg, symbols):
+    Flags(db, cfg).set(DUAL_WRITE, "on", actor="pytest", reason="test")
+    writer = SettlementWriter(db, cfg, WriterOptions(trades_per_second=0, first_trade_id=FIRST,
+                                                     user_trades_table="user_trades_missing"))
+    first = next(t for t in live_trades(FIRST, 1) if not isinstance(convert(t, symbols), Reject))
+    assert writer.settle(first).outcome == "dual_write_failed"
+    stats = writer.run(count=100)   # ids FIRST.. again: every one settles, no dual write lands
+    assert sorted(settled(db, cfg)) == list(range(FIRST, FIRST + 100))
+    assert user_trades(db, cfg) == {}
+    assert (stats.settled, stats.user_trades_failed, stats.user_trade_rows) == (101, 101, 0)
+    assert "user_trades_missing" in stats.last_error
+
+
+def test_the_writer_picks_up_a_flag_change_within_its_bound(db, cfg, symbols):
+    """Every trade settled more than flag_refresh_s after the change committed is dual-written;
+    none settled before the change started is."""
+    bound = 0.5
+    writer = SettlementWriter(db, cfg, WriterOptions(flag_refresh_s=bound, trades_per_second=100,
+                                                     first_trade_id=FIRST))
+    with writer.running():
+        while writer.stats.settled < 50:
+            time.sleep(0.05)
+        changed = datetime.now(timezone.utc).replace(tzinfo=None)
+        Flags(db, cfg).set(DUAL_WRITE, "on", actor="pytest", reason="test the bound")
+        committed = datetime.now(timezone.utc).replace(tzinfo=None)
+        settled_at_change = writer.stats.settled
+        while writer.stats.settled < settled_at_change + 150:   # 1.5 s of traffic at 100/s: 3 bounds
+            time.sleep(0.05)
+    assert writer.stats.user_trades_failed == 0
+
+    rows = user_trades(db, cfg)
+    dual = {k[3] for k in rows}
+    before, late = [], []
+    for trade_id, (trade, _) in settled(db, cfg).items():
+        at = trade[13]
+        if at is None or isinstance(convert(trade, symbols), Reject):
+            continue
+        if at < changed - timedelta(milliseconds=1):
+            before.append(trade_id)
+        elif at > committed + timedelta(seconds=bound + 0.05):   # 50 ms: wall vs monotonic clock, ms rounding
+            late.append(trade_id)
+    assert len(before) >= 45 and len(late) >= 50
+    assert [t for t in before if t in dual] == []
+    assert [t for t in late if t not in dual] == []
+    # and the first dual-written trade came within the bound
+    first = min(settled(db, cfg)[t][0][13] for t in dual)
+    assert changed <= first + timedelta(milliseconds=1) and first <= committed + timedelta(seconds=bound + 0.05)
