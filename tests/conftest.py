@@ -10,6 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "include"))
+sys.path.insert(0, str(REPO / "dags"))  # as Airflow does for its dags folder
 
 from trade_migration import generator, schema  # noqa: E402
 from trade_migration.config import STATE_TABLES, Config  # noqa: E402

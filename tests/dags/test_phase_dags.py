@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.conftest import REPO, load_trades, mark_done
-from tests.integration.test_schema_drift import make_drifted
-from trade_migration import backfill, generator, phases, queries, statements
+from conftest import REPO, load_trades, mark_done
+from trade_migration import backfill, generator, phases, queries, schema, statements
+from trade_migration.config import Config
 from trade_migration.flags import DUAL_WRITE, READ_PATH, ROLLED_BACK, Flags
 from trade_migration.ledger import Ledger
 from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
@@ -39,6 +39,18 @@ def task_states(dr) -> dict[str, str]:
 
 def audit(db, cfg, action: str) -> list:
     return [r for r in phases.State(db, cfg).audit_log() if r.action == action]
+
+
+def drifted(session, keyspace: str) -> Config:
+    """A keyspace with the contract's schema except user_trades, clustered settled_at ASC."""
+    config = Config(keyspace=keyspace)
+    ddl = schema.statements_from_files(config)
+    session.execute(ddl[0])
+    session.execute(statements.drop_table(keyspace, "user_trades"))
+    for stmt in ddl[1:]:
+        session.execute(stmt.replace("settled_at DESC", "settled_at ASC"))
+    session.execute(f"TRUNCATE {keyspace}.migration_phases")
+    return config
 
 
 def who(reason: str, **conf) -> dict:
@@ -92,8 +104,7 @@ def test_create_table_applies_verifies_and_records(bag, airflow_conn, db):
 
 
 def test_create_table_fails_on_drift_with_the_diff(bag, airflow_conn, cluster_session, monkeypatch):
-    bad = make_drifted(cluster_session, airflow_conn.keyspace + "_drift", ("settled_at DESC", "settled_at ASC"))
-    cluster_session.execute(f"TRUNCATE {bad.keyspace}.migration_phases")
+    bad = drifted(cluster_session, airflow_conn.keyspace + "_drift")
     monkeypatch.setenv("AIRFLOW_CONN_SCYLLA_DEFAULT", json.dumps(
         {"conn_type": "cassandra", "host": "127.0.0.1", "port": 9042, "schema": bad.keyspace}))
     dr = bag.get_dag("user_trades_create_table").test(run_conf=who("phase 1 on a drifted table"))

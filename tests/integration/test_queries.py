@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.conftest import load_trades
+from conftest import load_trades
 from trade_migration import backfill, generator, statements
 from trade_migration.ledger import Ledger
 from trade_migration.queries import (EXTRA, MISMATCH, MISSING, ReadPathBlocked, ReadPaths, ShadowReport,

@@ -1,0 +1,41 @@
+"""Every file in dags/ imports through Airflow's own DagBag, and the contract's DAGs exist."""
+import pytest
+
+from conftest import dagbag
+
+CONTRACT_DAGS = {"user_trades_migration", "user_trades_create_table", "user_trades_dual_write",
+                 "user_trades_read_path", "user_trades_backfill", "user_trades_verify", "user_trades_cleanup"}
+
+
+@pytest.fixture(scope="module")
+def bag():
+    return dagbag()
+
+
+def test_no_import_errors(bag):
+    assert bag.import_errors == {}
+
+
+def test_contract_dag_ids(bag):
+    assert set(bag.dag_ids) == CONTRACT_DAGS
+
+
+def test_dags_are_tagged_documented_and_retry(bag):
+    for dag_id in CONTRACT_DAGS & set(bag.dag_ids):
+        dag = bag.get_dag(dag_id)
+        assert "user_trades_migration" in dag.tags, dag_id
+        assert dag.doc_md, dag_id
+        assert not dag.catchup, dag_id
+
+
+def test_backfill_mapping_pool_and_retries(bag):
+    dag = bag.get_dag("user_trades_backfill")
+    copy = dag.get_task("copy_ranges")
+    assert copy.pool == "cassandra_backfill"
+    assert copy.max_active_tis_per_dagrun == 16
+    assert copy.map_index_template == "{{ token_span }}"
+    assert copy.retries == 3 and copy.retry_exponential_backoff == 2.0
+    summarize = dag.get_task("summarize")
+    assert [o.uri for o in summarize.outlets] == ["cassandra://trading/user_trades/backfill"]
+    assert set(dag.params.keys()) >= {"backfill_id", "splits", "parallelism", "ranges", "fetch_size",
+                                      "rows_per_second", "max_in_flight", "actor", "reason"}
