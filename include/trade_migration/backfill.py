@@ -62,6 +62,21 @@ class Totals:
                 f" {rate:,.0f} rows/s, {frac:.1%} of tokens, ETA {eta:,.0f}s")
 
 
+def submit_by_partition(writer: BoundedWriter, insert, by_partition: dict, group, *, batch_rows: int,
+                        consistency: int) -> None:
+    """One request per user_trades partition: a single insert, or unlogged batches of up to
+    batch_rows rows of that partition (one replica set, one mutation; market makers gain most)."""
+    for params in by_partition.values():
+        if len(params) == 1:
+            writer.submit(insert, params[0], group)
+            continue
+        for i in range(0, len(params), batch_rows):
+            batch = BatchStatement(BatchType.UNLOGGED, consistency_level=consistency)
+            for p in params[i:i + batch_rows]:
+                batch.add(insert, p)
+            writer.submit(batch, None, group)
+
+
 class _Page:
     """A page's write group: once acknowledged, the checkpoint and the counts up to it."""
     __slots__ = ("checkpoint", "read", "written", "rejected")
@@ -149,7 +164,8 @@ class RangeCopier:
             for urow in out:
                 by_partition.setdefault((urow[0], urow[1]), []).append((*urow, writetime))
             written += 2
-        self._submit_rows(by_partition, writer, group)
+        submit_by_partition(writer, self.insert, by_partition, group,
+                            batch_rows=self.opt.batch_rows, consistency=self.config.write_cl)
         self.totals.rows_read += read - carry[0]
         self.totals.rows_written += written - carry[1]
         self.totals.rows_rejected += rejected - carry[2]
@@ -164,20 +180,6 @@ class RangeCopier:
             carry = (read, written, rejected)   # the whole page shares one token
         writer.close_group(group)
         return carry
-
-    def _submit_rows(self, by_partition: dict, writer: BoundedWriter, group) -> None:
-        """One request per user_trades partition: a single insert, or an unlogged batch of the
-        partition's rows (one replica set, one mutation; market makers' partitions gain most)."""
-        insert, limit = self.insert, self.opt.batch_rows
-        for params in by_partition.values():
-            if len(params) == 1:
-                writer.submit(insert, params[0], group)
-                continue
-            for i in range(0, len(params), limit):
-                batch = BatchStatement(BatchType.UNLOGGED, consistency_level=self.config.write_cl)
-                for p in params[i:i + limit]:
-                    batch.add(insert, p)
-                writer.submit(batch, None, group)
 
     def _settle(self, rs: RangeState, groups: list) -> None:
         for page in groups:

@@ -21,8 +21,12 @@ from .ledger import now
 log = logging.getLogger(__name__)
 
 DUAL_WRITE, READ_PATH = "dual_write", "read_path"
+# dual_write, as the settlement service honours it: off = settled_trades only; on = both tables;
+# new_only = user_trades only (settled_trades no longer written: what the cleanup waits for);
+# retired = settled_trades is dropped and the migration over (user_trades only; set by cleanup).
+NEW_ONLY, RETIRED = "new_only", "retired"
 VALUES = {
-    DUAL_WRITE: ("off", "on"),
+    DUAL_WRITE: ("off", "on", NEW_ONLY, RETIRED),
     READ_PATH: ("settled_trades", "shadow", "user_trades"),
 }
 DEFAULTS = {DUAL_WRITE: "off", READ_PATH: "settled_trades"}

@@ -248,3 +248,45 @@ def sample_settled_parties(keyspace: str) -> str:
     """Who traded what, from a token onwards: the shadow compare's seeded user sample."""
     return _q("SELECT buyer_user_id, seller_user_id, symbol FROM {ks}.settled_trades"
               " WHERE token(trade_id) > ? LIMIT ?", keyspace)
+
+
+# --- verification (issue 5) -------------------------------------------------------------------
+# user_trades' regular columns: an insert writes them all, so their newest write time is the row's.
+_USER_TRADE_WRITETIME_COLUMNS = USER_TRADE_COLUMNS[5:]
+
+
+def _user_trade_writetimes() -> str:
+    return ", ".join(f"WRITETIME({c})" for c in _USER_TRADE_WRITETIME_COLUMNS)
+
+
+def scan_user_trades_timed(keyspace: str, *, bypass_cache: bool = False) -> str:
+    """Token-range scan of user_trades with each row's write times (a parity run skips newer rows)."""
+    tail = " BYPASS CACHE" if bypass_cache else ""
+    return _q("SELECT token(user_id, symbol_id), " + _cols(USER_TRADE_COLUMNS) + ", " + _user_trade_writetimes()
+              + " FROM {ks}.user_trades WHERE token(user_id, symbol_id) > ?"
+              " AND token(user_id, symbol_id) <= ?" + tail, keyspace)
+
+
+def select_user_trade_timed(keyspace: str) -> str:
+    """One user_trades row by primary key, shaped like a scan_user_trades_timed row."""
+    return _q("SELECT token(user_id, symbol_id), " + _cols(USER_TRADE_COLUMNS) + ", " + _user_trade_writetimes()
+              + " FROM {ks}.user_trades WHERE user_id = ? AND symbol_id = ? AND settled_at = ? AND trade_id = ?"
+              " AND side = ?", keyspace)
+
+
+def scan_settled_times(keyspace: str) -> str:
+    """Only trade_id and settled_at by token range: a sampled parity run picks the last day's
+    trades from these client-side (no ALLOW FILTERING), then reads just those in full."""
+    return _q("SELECT token(trade_id), trade_id, settled_at FROM {ks}.settled_trades"
+              " WHERE token(trade_id) > ? AND token(trade_id) <= ?", keyspace)
+
+
+# --- cleanup (issue 6) --------------------------------------------------------------------------
+def rejects_select_ids(keyspace: str) -> str:
+    """The rejects the cleanup counts and asks a human to acknowledge (without their raw values)."""
+    return _q("SELECT trade_id, reason, source FROM {ks}.rejected_trades", keyspace)
+
+
+def table_exists() -> str:
+    """Whether a table exists (keyspace and table bound, not formatted): the drop's before/after."""
+    return "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?"

@@ -1,0 +1,189 @@
+"""Backfill throughput against baselines measured in the same run, and a task's peak memory.
+
+    bin/airflow-env python bench/backfill_bench.py --trades 1000000
+
+Prints output rows/s of: the backfill (scan + convert + write + checkpoint); (a) the pure-write
+ceiling of the same driver (prepared inserts of ready rows, same in-flight bound); (b) a naive
+one-row-at-a-time loop; (c) cqlsh COPY FROM (PyPI cqlsh, its own venv) of the same rows from
+CSV; then ratios, and the peak RSS of a backfill process over ~10% and 100% of the trades.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "include"))
+
+from trade_migration import generator, schema, statements, tokens  # noqa: E402
+from trade_migration.backfill import WRITETIME_AT, submit_by_partition  # noqa: E402
+from trade_migration.symbols import load_symbol_ids  # noqa: E402
+from trade_migration.trades import Reject, convert  # noqa: E402
+from trade_migration.config import Config  # noqa: E402
+from trade_migration.cql import prepared  # noqa: E402
+from trade_migration.session import connect  # noqa: E402
+from trade_migration.writes import BoundedWriter  # noqa: E402
+
+IN_FLIGHT = 128
+CQLSH_VENV = REPO / ".local" / "cqlsh-venv"
+
+
+def ensure_data(session, config, n):
+    count = prepared(session, statements.count_settled_range(config.keyspace))
+    have = sum(session.execute(count, r).one()[0] for r in tokens.split_ring([tokens.MIN_TOKEN], 32))
+    if have != n:
+        print(f"generating {n:,} trades into {config.keyspace} (have {have:,}) ...", flush=True)
+        session.execute(f"TRUNCATE {config.keyspace}.settled_trades")
+        generator.write_symbols(session, config.keyspace)
+        t = time.monotonic()
+        generator.write_trades(session, config.keyspace, n, seed=1)
+        print(f"  generated at {n / (time.monotonic() - t):,.0f} trades/s", flush=True)
+
+
+def run_backfill(config, backfill_id, ranges=()):
+    """A backfill process of its own, as an Airflow task is; returns (result, seconds, peak RSS MB)."""
+    code = ("import json, resource, sys; from trade_migration import backfill_cli;"
+            " r = backfill_cli.main(sys.argv[1:]);"
+            " print('RESULT', json.dumps(r), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    args = [sys.executable, "-c", code, "--backfill-id", backfill_id, "--splits", "10"]
+    if ranges:
+        args += ["--ranges", *ranges]
+    env = {**os.environ, "TM_KEYSPACE": config.keyspace, "PYTHONPATH": str(REPO / "include")}
+    t = time.monotonic()
+    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
+    took = time.monotonic() - t
+    line = next(l for l in out.splitlines() if l.startswith("RESULT "))
+    payload, rss_kb = line.split(" ", 1)[1].rsplit(" ", 1)
+    return json.loads(payload), took, int(rss_kb) / 1024
+
+
+def reset_target(session, ks):
+    for t in ("user_trades", "backfill_ranges", "rejected_trades"):
+        session.execute(f"TRUNCATE {ks}.{t}", timeout=120)
+
+
+def ready_rows(session, ks, limit):
+    """The backfill's output rows for the first trades in scan order, converted up front, so the
+    baselines write exactly what the backfill writes, in the same order."""
+    symbol_ids = load_symbol_ids(session, ks)
+    scan = prepared(session, statements.scan_settled(ks), fetch_size=1000)
+    out = []
+    for row in session.execute(scan, (tokens.MIN_TOKEN, tokens.MAX_TOKEN)):
+        converted = convert(row[1:WRITETIME_AT], symbol_ids)
+        if isinstance(converted, tuple) and not isinstance(converted, Reject):
+            wt = max(w for w in row[WRITETIME_AT:] if w is not None)
+            out += [(*converted[0], wt), (*converted[1], wt)]
+        if len(out) >= limit:
+            return out
+    return out
+
+
+def pure_writes(session, ks, rows):
+    stmt = prepared(session, statements.insert_user_trade(ks))
+    writer, group = BoundedWriter(session, IN_FLIGHT), object()
+    writer.open_group(group)
+    t = time.monotonic()
+    for r in rows:
+        writer.submit(stmt, r, group)
+    writer.close_group(group)
+    writer.drain()
+    return len(rows) / (time.monotonic() - t)
+
+
+def grouped_writes(session, ks, rows, page=2000):
+    """The ceiling of the backfill's own write path: ready rows, grouped by partition per page."""
+    stmt = prepared(session, statements.insert_user_trade(ks))
+    writer, group = BoundedWriter(session, IN_FLIGHT), object()
+    writer.open_group(group)
+    t = time.monotonic()
+    for i in range(0, len(rows), page):
+        by_partition = {}
+        for r in rows[i:i + page]:
+            by_partition.setdefault((r[0], r[1]), []).append(r)
+        submit_by_partition(writer, stmt, by_partition, group, batch_rows=50, consistency=stmt.consistency_level)
+    writer.close_group(group)
+    writer.drain()
+    return len(rows) / (time.monotonic() - t)
+
+
+def naive_writes(session, ks, rows):
+    stmt = prepared(session, statements.insert_user_trade(ks))
+    t = time.monotonic()
+    for r in rows:
+        session.execute(stmt, r)
+    return len(rows) / (time.monotonic() - t)
+
+
+def copy_from(ks, rows):
+    if not (CQLSH_VENV / "bin" / "cqlsh").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(CQLSH_VENV)], check=True)
+        subprocess.run([str(CQLSH_VENV / "bin" / "pip"), "install", "-q", "cqlsh==6.2.2"], check=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False, newline="") as f:
+        w = csv.writer(f)
+        for r in rows:
+            w.writerow(["" if v is None else (v.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "+0000"
+                                              if hasattr(v, "strftime") else v) for v in r[:-1]])
+        path = f.name
+    cols = ", ".join(statements.USER_TRADE_COLUMNS)
+    cmd = f"COPY {ks}.user_trades ({cols}) FROM '{path}' WITH HEADER=false AND CHUNKSIZE=5000"
+    t = time.monotonic()
+    out = subprocess.run([str(CQLSH_VENV / "bin" / "cqlsh"), "127.0.0.1", "-e", cmd],
+                         capture_output=True, text=True)
+    took = time.monotonic() - t
+    os.unlink(path)
+    if out.returncode != 0 or "Failed to import" in out.stdout + out.stderr:
+        raise RuntimeError(f"COPY FROM failed: {out.stdout[-2000:]} {out.stderr[-2000:]}")
+    return len(rows) / took
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--trades", type=int, default=1_000_000)
+    p.add_argument("--keyspace", default="bench")
+    p.add_argument("--baseline-rows", type=int, default=200_000, help="rows for the write baselines")
+    p.add_argument("--naive-rows", type=int, default=20_000)
+    args = p.parse_args()
+    config = Config(keyspace=args.keyspace)
+    session = connect(config)
+    schema.apply(session, config)
+    ensure_data(session, config, args.trades)
+
+    reset_target(session, config.keyspace)
+    tenth = tokens.split_ring([tokens.MIN_TOKEN], 10)[0]
+    part, _, mem_part = run_backfill(config, "bench_part", [tenth.label])
+    reset_target(session, config.keyspace)
+    full, took, mem_full = run_backfill(config, "bench_full")
+    backfill_rate = full["rows_written"] / took
+    print(f"backfill: {full['rows_read']:,} trades -> {full['rows_written']:,} rows in {took:,.1f}s"
+          f" = {backfill_rate:,.0f} output rows/s ({full['rows_read'] / took:,.0f} trades/s, process incl. start-up)")
+
+    rows = ready_rows(session, config.keyspace, args.baseline_rows)
+    reset_target(session, config.keyspace)
+    ceiling = pure_writes(session, config.keyspace, rows)
+    reset_target(session, config.keyspace)
+    grouped = grouped_writes(session, config.keyspace, rows)
+    reset_target(session, config.keyspace)
+    naive = naive_writes(session, config.keyspace, rows[:args.naive_rows])
+    reset_target(session, config.keyspace)
+    copy = copy_from(config.keyspace, rows)
+    print(f"(a) pure-write ceiling, {len(rows):,} ready rows, {IN_FLIGHT} in flight: {ceiling:,.0f} rows/s")
+    print(f"(a') write-path ceiling: the same rows grouped by partition as the backfill does: {grouped:,.0f} rows/s")
+    print(f"(b) naive one-row-at-a-time loop, {args.naive_rows:,} rows: {naive:,.0f} rows/s")
+    print(f"(c) cqlsh COPY FROM, {len(rows):,} rows from CSV: {copy:,.0f} rows/s")
+    print(f"ratios: backfill/ceiling {backfill_rate / ceiling:.2f}x, backfill/write-path ceiling {backfill_rate / grouped:.2f}x,"
+          f" backfill/naive {backfill_rate / naive:.1f}x,"
+          f" backfill/COPY FROM {backfill_rate / copy:.2f}x")
+    print(f"peak RSS of a backfill process: {mem_part:,.0f} MB at {part['rows_read']:,} trades,"
+          f" {mem_full:,.0f} MB at {full['rows_read']:,} trades (+{(mem_full / mem_part - 1) * 100:.0f}%)")
+    session.cluster.shutdown()
+
+
+if __name__ == "__main__":
+    main()

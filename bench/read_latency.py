@@ -1,0 +1,92 @@
+"""Old vs new read path: p50/p99 latency, cold and warm, on the same generated trades.
+
+    bin/airflow-env python bench/read_latency.py --trades 1000000 --users 200
+
+Works in keyspace `bench`. It generates trades (and backfills them into user_trades) only when
+the keyspace holds fewer trades than asked, so a rerun times the same data straight away. Both
+paths answer "a user's trades in one symbol, newest first, one page" for the same sampled users
+(a seeded sample of settled trades' buyers and sellers, so active users weigh more, as in the
+gateway's traffic). Cold is each user's first query in this run, warm the same query right
+after; the node's own caches are whatever generation and earlier runs left.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "include"))
+
+from cassandra.concurrent import execute_concurrent_with_args  # noqa: E402
+
+from trade_migration import backfill, generator, queries, schema, statements  # noqa: E402
+from trade_migration.config import Config  # noqa: E402
+from trade_migration.ledger import DONE, Ledger  # noqa: E402
+from trade_migration.session import connect  # noqa: E402
+from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange, divide  # noqa: E402
+
+KEYSPACE = "bench"
+RING = TokenRange(MIN_TOKEN, MAX_TOKEN)
+
+
+def count(session, config: Config, cql: str) -> int:
+    """COUNT(*) in 64 token slices, so no single request scans the whole table."""
+    stmt = session.prepare(cql)
+    params = [(r.start, r.end) for r in divide(RING, 64)]
+    results = execute_concurrent_with_args(session, stmt, params, concurrency=16)
+    return sum(res.one()[0] for ok, res in results)
+
+
+def ensure_data(session, config: Config, trades: int, seed: int) -> int:
+    """Generate and backfill unless the keyspace already has `trades` trades; returns the count."""
+    have = count(session, config, statements.count_settled_range(config.keyspace))
+    if have < trades:
+        print(f"{config.keyspace}.settled_trades has {have:,} trades; generating {trades:,} (seed {seed})", flush=True)
+        started = time.monotonic()
+        generator.write_symbols(session, config.keyspace)
+        generator.write_trades(session, config.keyspace, trades, seed)
+        print(f"  generated in {time.monotonic() - started:,.0f}s", flush=True)
+        have = count(session, config, statements.count_settled_range(config.keyspace))
+    ledger = Ledger(session, config, f"bench_{have}")
+    states = ledger.load()
+    if not states:
+        ledger.plan(divide(RING, 16))
+        states = ledger.load()
+    if any(s.status != DONE for s in states):
+        print(f"backfilling {have:,} trades into user_trades", flush=True)
+        started = time.monotonic()
+        done = backfill.run_batch(session, config, ledger.backfill_id, [RING], backfill.Options(progress_every=15))
+        print(f"  backfilled in {time.monotonic() - started:,.0f}s: {done}", flush=True)
+    return have
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trades", type=int, default=1_000_000, help="trades in the keyspace (default 1,000,000)")
+    parser.add_argument("--users", type=int, default=200, help="users x symbol to time (default 200)")
+    parser.add_argument("--page", type=int, default=queries.DEFAULT_LIMIT, help="rows per page (default 100)")
+    parser.add_argument("--seed", type=int, default=42, help="generator and sample seed")
+    parser.add_argument("--json", action="store_true", help="also print the report as JSON")
+    args = parser.parse_args(argv)
+
+    config = Config.from_env(keyspace=KEYSPACE)
+    session = connect(config, request_timeout=120)
+    try:
+        schema.apply(session, config)
+        have = ensure_data(session, config, args.trades, args.seed)
+        rows = count(session, config, statements.count_user_trades_range(config.keyspace))
+        paths = queries.ReadPaths(session, config)
+        pairs = queries.sample_pairs(session, config, args.users, seed=args.seed, symbols=paths.symbol_ids)
+        report = queries.benchmark(paths, pairs, limit=args.page)
+    finally:
+        session.cluster.shutdown()
+    print(f"\n{config.keyspace}: {have:,} settled trades, {rows:,} user_trades rows")
+    print(queries.format_benchmark(report))
+    if args.json:
+        print(json.dumps({"trades": have, "user_trades_rows": rows, **report}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Who hears about a broken parity run: pluggable, the log by default.
+
+TM_PARITY_NOTIFIER names a callable taking a Notice ("package.module:function" or
+"package.module.function"), e.g. a pager or chat hook; a notifier that fails is logged and the
+notice goes to the log as well, so a broken run is never silent.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+log = logging.getLogger(__name__)
+ENV = "TM_PARITY_NOTIFIER"
+
+
+@dataclass(frozen=True)
+class Notice:
+    subject: str
+    body: str
+    details: dict = field(default_factory=dict)
+
+
+Notifier = Callable[[Notice], None]
+
+
+def log_notifier(notice: Notice) -> None:
+    log.error("%s\n%s", notice.subject, notice.body)
+
+
+def resolve(path: str | None) -> Notifier:
+    """The notifier a dotted path names; the log notifier when none is given."""
+    if not path:
+        return log_notifier
+    module, _, name = path.partition(":") if ":" in path else path.rpartition(".")
+    if not module or not name:
+        raise ValueError(f"{ENV} must name a callable as 'package.module:function', got {path!r}")
+    target = getattr(importlib.import_module(module), name)
+    if not callable(target):
+        raise ValueError(f"{ENV}={path!r} is not callable")
+    return target
+
+
+def send(notice: Notice, env: dict | None = None) -> None:
+    env = os.environ if env is None else env
+    try:
+        resolve(env.get(ENV))(notice)
+    except Exception:  # noqa: BLE001 - the notice must still be seen
+        log.exception("parity notifier %r failed; logging the notice instead", env.get(ENV))
+        log_notifier(notice)
+
+
+def failure_notice(*, dag_id: str, run_id: str, reason: str | None, failed_task: str | None,
+                   report_folder: Path) -> Notice:
+    """The notice for a failed verification run, with the run's summary when its report exists."""
+    summary_path = Path(report_folder) / "summary.json"
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (OSError, ValueError):
+        summary = {}
+    figures = ", ".join(f"{k} {summary[k]}" for k in ("missing", "mismatched", "orphans", "rejected", "repaired")
+                        if k in summary)
+    status = summary.get("status", "not checked")
+    subject = f"user_trades parity {status}: {dag_id} run {run_id}"
+    body = "\n".join(line for line in (
+        f"reason: {reason or 'a task failed'}" + (f" (task {failed_task})" if failed_task else ""),
+        f"figures: {figures}" if figures else "",
+        f"report: {report_folder}" if summary else "no report was written (the run failed before concluding)",
+    ) if line)
+    return Notice(subject, body, {"dag_id": dag_id, "run_id": run_id, "failed_task": failed_task,
+                                  "report_folder": str(report_folder), **summary})

@@ -1,0 +1,37 @@
+"""Reads for verification: paged range scans that fetch ahead, and many key lookups at once."""
+from __future__ import annotations
+
+from typing import Iterator
+
+from cassandra.cluster import Session
+from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
+
+
+def pages(session: Session, stmt, params: tuple, *, timeout: float = 60.0) -> Iterator[list]:
+    """A scan's pages; the next page is requested before the caller works on this one."""
+    future = session.execute_async(stmt, params, timeout=timeout)
+    while True:
+        rows = future.result().current_rows
+        more = future.has_more_pages
+        if more:
+            future.start_fetching_next_page()
+        yield rows
+        if not more:
+            return
+
+
+def lookup(session: Session, stmt, params: list[tuple], *, concurrency: int = 128) -> list:
+    """The single row (or None) each parameter tuple selects, in order, `concurrency` in flight."""
+    if not params:
+        return []
+    results = execute_concurrent_with_args(session, stmt, params, concurrency=concurrency,
+                                           raise_on_first_error=True)
+    return [result.one() for _, result in results]
+
+
+def execute_all(session: Session, work: list[tuple], *, concurrency: int = 128) -> list:
+    """Run (statement, params) pairs, `concurrency` in flight; their results in order."""
+    if not work:
+        return []
+    return [result for _, result in execute_concurrent(session, work, concurrency=concurrency,
+                                                       raise_on_first_error=True)]
