@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Local Apache Cassandra 5.0 from Maven Central's cassandra-all jars (no Docker needed).
-# usage: cassandra.sh fetch|up|down|status [NODES]   node N listens on 127.0.0.N:9042
-# env:   CASS_NODES (1), CASS_HEAP (1G), TM_CACHE (~/.cache/trade-migration), CASS_BASE (.local/cassandra)
+# usage: cassandra.sh fetch|up|down|status|wipe [NODES]    node N listens on 127.0.0.N:9042
+#        cassandra.sh stop-node N | start-node N             (fault tests)
+# env:   CASS_NODES (1), CASS_FIRST_NODE (1), CASS_HEAP (1G), CASS_BASE (.local/cassandra),
+#        TM_CACHE (~/.cache/trade-migration). A second cluster can run beside the default one,
+#        e.g. CASS_BASE=.local/ring CASS_FIRST_NODE=2 CASS_NODES=3 on 127.0.0.2-4.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 CMD=${1:-status}
-NODES=${2:-${CASS_NODES:-1}}
+NODES=${CASS_NODES:-1}
+[ "$CMD" = up ] && NODES=${2:-$NODES}
+FIRST=${CASS_FIRST_NODE:-1}
+LAST=$((FIRST + NODES - 1))
 VERSION=$(sed -n 's:.*<cassandra.version>\(.*\)</cassandra.version>.*:\1:p' "$HERE/pom.xml")
 CACHE=${TM_CACHE:-$HOME/.cache/trade-migration}/cassandra-$VERSION
-BASE=${CASS_BASE:-$REPO/.local/cassandra}
+BASE=$(mkdir -p "${CASS_BASE:-$REPO/.local/cassandra}" && cd "${CASS_BASE:-$REPO/.local/cassandra}" && pwd)
 HEAP=${CASS_HEAP:-1G}
 START_TIMEOUT=${CASS_START_TIMEOUT:-180}
 
@@ -43,8 +49,8 @@ start_node() {
   port_open "$ip" 9042 && die "$ip:9042 is taken by another process; stop it or run 'make db-down'"
   mkdir -p "$dir/logs" "$dir/tmp"
   local token seeds
-  token=$(python3 -c "print(($n - 1) * (2**64 // $NODES) - 2**63)")
-  seeds=$(seq -s, -f '127.0.0.%g' 1 "$NODES")
+  token=$(python3 -c "print(($n - $FIRST) * (2**64 // $NODES) - 2**63)")
+  seeds=$(seq -s, -f '127.0.0.%g' "$FIRST" "$LAST")
   sed -e "s|@IP@|$ip|g" -e "s|@DIR@|$dir|g" -e "s|@TOKEN@|$token|g" -e "s|@SEEDS@|$seeds|g" \
     "$HERE/node.yaml.tmpl" >"$dir/cassandra.yaml"
   : >"$dir/logs/system.log"
@@ -72,7 +78,7 @@ start_node() {
 wait_ready() {
   local n=$1 ip=127.0.0.$1 dir deadline=$((SECONDS + START_TIMEOUT)); dir=$(node_dir "$1")
   until port_open "$ip" 9042; do
-    node_pid "$n" >/dev/null || { tail -30 "$dir/logs/system.log" "$dir/logs/stdout.log" >&2; die "node$n exited during start-up (logs in $dir/logs)"; }
+    node_pid "$n" >/dev/null || { tail -n 30 "$dir/logs/system.log" "$dir/logs/stdout.log" >&2; die "node$n exited during start-up (logs in $dir/logs)"; }
     [ $SECONDS -lt "$deadline" ] || die "node$n did not answer CQL on $ip:9042 within ${START_TIMEOUT}s (logs in $dir/logs)"
     sleep 1
   done
@@ -86,9 +92,9 @@ wait_ready() {
 
 up() {
   need_tools; fetch
-  for n in $(seq 1 "$NODES"); do start_node "$n"; done
-  for n in $(seq 1 "$NODES"); do wait_ready "$n"; done
-  echo "cassandra $VERSION: $NODES node(s) answering CQL on 127.0.0.1..$NODES:9042"
+  for n in $(seq "$FIRST" "$LAST"); do start_node "$n"; done
+  for n in $(seq "$FIRST" "$LAST"); do wait_ready "$n"; done
+  echo "cassandra $VERSION: $NODES node(s) answering CQL on 127.0.0.$FIRST..$LAST:9042"
 }
 
 down() {
@@ -123,8 +129,8 @@ case "$CMD" in
   up) up ;;
   down) down ;;
   stop-node) pid=$(node_pid "$2") && kill -9 "$pid" && rm -f "$(node_dir "$2")/pid" && echo "node$2 killed" ;;
-  start-node) need_tools; NODES=${3:-$NODES}; start_node "$2"; wait_ready "$2" ;;
+  start-node) need_tools; start_node "$2"; wait_ready "$2" ;;
   status) status ;;
   wipe) down; rm -rf "$BASE"; echo "removed $BASE" ;;
-  *) die "unknown command '$CMD' (fetch|up|down|status|wipe)" ;;
+  *) die "unknown command '$CMD' (fetch|up|down|status|wipe|stop-node N|start-node N)" ;;
 esac

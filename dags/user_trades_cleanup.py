@@ -1,0 +1,180 @@
+"""Phase 6: archive and drop settled_trades, once every gate passes and a person approved.
+
+Reading order: check_gates (read path on user_trades for 30 days, the writer off settled_trades,
+the last nightly parity runs clean, the backfill complete, the rejects acknowledged; a failing
+gate fails the run, naming the gate and, for the 30 days, the date it will pass) -> summarize
+(row counts of both tables, the Markdown the approver reads) -> approve (Approve / Reject;
+Reject after 24 h without an answer; the answer is audited with who and when) -> archive
+(Parquet by token range, counts checked; gates checked again) -> drop_table (dual_write retired
+by compare-and-set, then DROP TABLE IF EXISTS of config.LEGACY_TABLE) -> record (phase cleanup
+completed: the end of the migration). Scheduled daily, so it asks for approval on the first day
+all gates pass; once the migration is over every run skips.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowSkipException
+
+from migration_common import DEFAULT_ARGS, TAGS, actor, cassandra, who_and_why
+from trade_migration import approval, archive, cleanup, phases
+from trade_migration.flags import DUAL_WRITE, Flags
+
+log = logging.getLogger(__name__)
+RESPONSE_TIMEOUT = timedelta(hours=24)
+APPROVE_TASK = "approve"
+
+
+def gate_options(params) -> cleanup.GateOptions:
+    return cleanup.GateOptions(min_days=params["min_days"], override_reason=params["override_reason"],
+                               parity_runs=params["parity_runs"], backfill_id=params["backfill_id"],
+                               acknowledge_rejects=params["acknowledge_rejects"])
+
+
+def approved(ctx) -> approval.Decision:
+    """Only a person's Approve lets the archive and the drop run (not a task marked by hand)."""
+    return approval.require_approval(ctx["ti"].xcom_pull(task_ids=APPROVE_TASK))
+
+
+class CleanupApproval(ApprovalOperator):
+    """The approval; its answer (or the timeout default) is audited by this same task."""
+
+    def execute_complete(self, context, event):
+        response = super().execute_complete(context, event)   # on Reject, skips the archive and drop
+        with cassandra() as (session, config):
+            approval.record_decision(session, config, approval.Decision.from_response(response),
+                                     run_id=context["run_id"])
+        return response
+
+
+@dag(
+    dag_id="user_trades_cleanup",
+    schedule="@daily",
+    catchup=False,
+    tags=TAGS,
+    default_args=DEFAULT_ARGS,
+    max_active_runs=1,
+    doc_md=__doc__,
+    params={
+        "min_days": Param(cleanup.REQUIRED_DAYS, type="integer", minimum=0, maximum=3650,
+                          description="Days the gateway must have read user_trades (fewer needs override_reason)."),
+        "override_reason": Param("", type="string", maxLength=2000,
+                                 description="Why fewer than 30 days are enough. Audited."),
+        "parity_runs": Param(7, type="integer", minimum=1, maximum=365,
+                             description="The newest parity runs that must all be clean or repaired."),
+        "backfill_id": Param("main", type="string", pattern="^[a-z][a-z0-9_]{0,47}$",
+                             description="The backfill ledger that must be complete."),
+        "acknowledge_rejects": Param("", type="string", maxLength=2000,
+                                     description="Why the rejected trades (never in user_trades) may go with the"
+                                                 " table; needed while rejected_trades is not empty. Audited;"
+                                                 " later runs reuse it while the rejects stay the same."),
+        "archive_dir": Param("", type="string", maxLength=1000,
+                             description="Absolute directory for the Parquet archive (empty: $TM_REPORT_DIR/archive)."),
+        "skip_archive_reason": Param("", type="string", maxLength=2000,
+                                     description="Drop without an archive; why. Audited. Empty: archive first."),
+        "archive_parallelism": Param(4, type="integer", minimum=1, maximum=32,
+                                     description="Token ranges archived at once."),
+        "refresh_bound_s": Param(30, type="integer", minimum=0, maximum=3600,
+                                 description="How long the settlement services may take to see a flag change:"
+                                             " rows written later than that after dual_write=new_only stop the drop."),
+        **who_and_why(),
+    },
+)
+def user_trades_cleanup():
+    @task(retries=0)
+    def check_gates() -> dict:
+        ctx = get_current_context()
+        p = ctx["params"]
+        opts = gate_options(p)
+        archive.archive_root(p["archive_dir"])                     # a bad path fails here, not after approval
+        with cassandra() as (session, config):
+            done = cleanup.finished(session, config)
+            if done:
+                raise AirflowSkipException(f"the migration is over: {config.keyspace}.settled_trades was dropped"
+                                           f" by run {done.run_id} ({done.actor}, {done.finished_at}); nothing to do")
+            report = cleanup.evaluate(session, config, opts)
+            cleanup.record_overrides(session, config, report, opts, actor=actor(ctx), run_id=ctx["run_id"])
+        log.info("%s", report.text())
+        report.raise_if_failed()
+        return report.to_dict()
+
+    @task
+    def summarize(report: dict) -> dict:
+        ctx = get_current_context()
+        p = ctx["params"]
+        where = str(archive.run_dir(archive.archive_root(p["archive_dir"]), ctx["run_id"]))
+        with cassandra() as (session, config):
+            counts = archive.table_counts(session, config)
+        text = approval.body(report, counts, archive_dir=where, skip_archive_reason=p["skip_archive_reason"],
+                             run_id=ctx["run_id"], response_hours=int(RESPONSE_TIMEOUT.total_seconds() // 3600))
+        log.info("approval request:\n%s", text)
+        return {"body": text, "archive_dir": where, "counts": counts}
+
+    approve = CleanupApproval(
+        task_id=APPROVE_TASK,
+        subject="Drop settled_trades? Every cleanup gate passes",
+        body="{{ ti.xcom_pull(task_ids='summarize')['body'] }}",
+        defaults=approval.REJECT,
+        response_timeout=RESPONSE_TIMEOUT,
+        retries=0,
+    )
+
+    @task
+    def archive_table(summary: dict) -> dict:
+        ctx = get_current_context()
+        p = ctx["params"]
+        decision = approved(ctx)
+        with cassandra() as (session, config):
+            cleanup.evaluate(session, config, gate_options(p)).raise_if_failed()
+            state = phases.State(session, config)
+            state.mark(phases.CLEANUP, phases.RUNNING, run_id=ctx["run_id"], actor=decision.user,
+                       reason=decision.line(), details={"archive_dir": summary["archive_dir"]})
+            if p["skip_archive_reason"].strip():
+                state.audit(phases.CLEANUP, cleanup.ARCHIVE_SKIPPED, actor=decision.user,
+                            reason=p["skip_archive_reason"].strip(), details={"run_id": ctx["run_id"]})
+                return {"directory": None, "rows": None, "skipped": p["skip_archive_reason"].strip()}
+            flag = Flags(session, config).get(DUAL_WRITE, serial=True)
+            manifest = archive.write_archive(
+                session, config, Path(summary["archive_dir"]), run_id=ctx["run_id"],
+                written_before=flag.changed_at + timedelta(seconds=p["refresh_bound_s"]),
+                options=archive.ArchiveOptions(parallelism=p["archive_parallelism"]))
+            result = {"directory": summary["archive_dir"], "rows": manifest["rows"], "files": manifest["files"],
+                      "counted": manifest["counted"]}
+            state.audit(phases.CLEANUP, cleanup.ARCHIVED, actor=decision.user, reason=decision.line(),
+                        details={"run_id": ctx["run_id"], **result})
+        return result
+
+    @task
+    def drop_table(archived: dict) -> dict:
+        ctx = get_current_context()
+        decision = approved(ctx)
+        with cassandra() as (session, config):
+            cleanup.evaluate(session, config, gate_options(ctx["params"])).raise_if_failed()
+            return cleanup.drop_legacy(session, config, actor=decision.user, run_id=ctx["run_id"],
+                                       details={"approved": decision.line(), "archive": archived})
+
+    @task
+    def record(archived: dict, dropped: dict) -> None:
+        ctx = get_current_context()
+        decision = approved(ctx)
+        with cassandra() as (session, config):
+            phases.State(session, config).mark(
+                phases.CLEANUP, phases.COMPLETED, run_id=ctx["run_id"], actor=decision.user,
+                reason=decision.line(),
+                details={"approved_by": decision.user, "approved_at": decision.at, "dropped": dropped["table"],
+                         "archive_dir": archived["directory"], "archived_rows": archived["rows"],
+                         "archive_skipped": archived.get("skipped", "")})
+        log.info("the migration is complete: %s dropped, archive %s", dropped["table"], archived["directory"])
+
+    summary = summarize(check_gates())
+    summary >> approve
+    archived = archive_table(summary)
+    approve >> archived
+    record(archived, drop_table(archived))
+
+
+user_trades_cleanup()
