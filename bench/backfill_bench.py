@@ -47,21 +47,33 @@ def ensure_data(session, config, n):
         print(f"  generated at {n / (time.monotonic() - t):,.0f} trades/s", flush=True)
 
 
-def run_backfill(config, backfill_id, ranges=()):
-    """A backfill process of its own, as an Airflow task is; returns (result, seconds, peak RSS MB)."""
+SPLITS = 16
+
+
+def run_backfill(config, backfill_id, batches):
+    """One backfill process per batch of ranges, run together as mapped Airflow tasks are.
+
+    Returns (summed result, wall seconds, peak RSS MB of the largest process)."""
     code = ("import json, resource, sys; from trade_migration import backfill_cli;"
             " r = backfill_cli.main(sys.argv[1:]);"
             " print('RESULT', json.dumps(r), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-    args = [sys.executable, "-c", code, "--backfill-id", backfill_id, "--splits", "10"]
-    if ranges:
-        args += ["--ranges", *ranges]
     env = {**os.environ, "TM_KEYSPACE": config.keyspace, "PYTHONPATH": str(REPO / "include")}
     t = time.monotonic()
-    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
+    procs = [subprocess.Popen([sys.executable, "-c", code, "--backfill-id", backfill_id, "--splits", str(SPLITS),
+                               "--ranges", *[r.label for r in batch]], env=env, stdout=subprocess.PIPE, text=True)
+             for batch in batches]
+    outs = [p.communicate()[0] for p in procs]
     took = time.monotonic() - t
-    line = next(l for l in out.splitlines() if l.startswith("RESULT "))
-    payload, rss_kb = line.split(" ", 1)[1].rsplit(" ", 1)
-    return json.loads(payload), took, int(rss_kb) / 1024
+    if any(p.returncode for p in procs):
+        raise RuntimeError("a backfill process failed")
+    total, peak = {}, 0.0
+    for out in outs:
+        line = next(l for l in out.splitlines() if l.startswith("RESULT "))
+        payload, rss_kb = line.split(" ", 1)[1].rsplit(" ", 1)
+        for k, v in json.loads(payload).items():
+            total[k] = total.get(k, 0) + v
+        peak = max(peak, int(rss_kb) / 1024)
+    return total, took, peak
 
 
 def reset_target(session, ks):
@@ -149,20 +161,27 @@ def main():
     p.add_argument("--keyspace", default="bench")
     p.add_argument("--baseline-rows", type=int, default=200_000, help="rows for the write baselines")
     p.add_argument("--naive-rows", type=int, default=20_000)
+    p.add_argument("--processes", type=int, default=2, help="also run the backfill as N mapped tasks")
     args = p.parse_args()
     config = Config(keyspace=args.keyspace)
     session = connect(config)
     schema.apply(session, config)
     ensure_data(session, config, args.trades)
 
+    ranges = tokens.split_ring(tokens.ring_tokens(session), SPLITS)
     reset_target(session, config.keyspace)
-    tenth = tokens.split_ring([tokens.MIN_TOKEN], 10)[0]
-    part, _, mem_part = run_backfill(config, "bench_part", [tenth.label])
+    part, _, mem_part = run_backfill(config, "bench_part", [ranges[:max(1, SPLITS // 10)]])
     reset_target(session, config.keyspace)
-    full, took, mem_full = run_backfill(config, "bench_full")
+    full, took, mem_full = run_backfill(config, "bench_full", [ranges])
     backfill_rate = full["rows_written"] / took
-    print(f"backfill: {full['rows_read']:,} trades -> {full['rows_written']:,} rows in {took:,.1f}s"
-          f" = {backfill_rate:,.0f} output rows/s ({full['rows_read'] / took:,.0f} trades/s, process incl. start-up)")
+    print(f"backfill, 1 process: {full['rows_read']:,} trades -> {full['rows_written']:,} rows in {took:,.1f}s"
+          f" = {backfill_rate:,.0f} output rows/s ({full['rows_read'] / took:,.0f} trades/s, incl. start-up)")
+    if args.processes > 1:
+        reset_target(session, config.keyspace)
+        par, par_took, _ = run_backfill(config, "bench_par", tokens.batches(ranges, args.processes, seed="bench"))
+        par_rate = par["rows_written"] / par_took
+        print(f"backfill, {args.processes} processes (mapped tasks): {par['rows_written']:,} rows in"
+              f" {par_took:,.1f}s = {par_rate:,.0f} output rows/s")
 
     rows = ready_rows(session, config.keyspace, args.baseline_rows)
     reset_target(session, config.keyspace)
@@ -180,6 +199,9 @@ def main():
     print(f"ratios: backfill/ceiling {backfill_rate / ceiling:.2f}x, backfill/write-path ceiling {backfill_rate / grouped:.2f}x,"
           f" backfill/naive {backfill_rate / naive:.1f}x,"
           f" backfill/COPY FROM {backfill_rate / copy:.2f}x")
+    if args.processes > 1:
+        print(f"ratios with {args.processes} processes (COPY FROM runs a parent and worker processes too):"
+              f" backfill/COPY FROM {par_rate / copy:.2f}x, backfill/ceiling {par_rate / ceiling:.2f}x")
     print(f"peak RSS of a backfill process: {mem_part:,.0f} MB at {part['rows_read']:,} trades,"
           f" {mem_full:,.0f} MB at {full['rows_read']:,} trades (+{(mem_full / mem_part - 1) * 100:.0f}%)")
     session.cluster.shutdown()
