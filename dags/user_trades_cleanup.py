@@ -13,6 +13,7 @@ all gates pass; once the migration is over every run skips.
 from __future__ import annotations
 
 import logging
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,7 +26,9 @@ from trade_migration import approval, archive, cleanup, phases
 from trade_migration.flags import DUAL_WRITE, Flags
 
 log = logging.getLogger(__name__)
-RESPONSE_TIMEOUT = timedelta(hours=24)
+# How long the approval waits before Reject is taken by default: the deployment may change it
+# (TM_APPROVAL_TIMEOUT_S; the end-to-end test uses seconds), a run's Params may not.
+RESPONSE_TIMEOUT = timedelta(seconds=int(os.environ.get("TM_APPROVAL_TIMEOUT_S", 24 * 3600)))
 APPROVE_TASK = "approve"
 
 
@@ -41,14 +44,16 @@ def approved(ctx) -> approval.Decision:
 
 
 class CleanupApproval(ApprovalOperator):
-    """The approval; its answer (or the timeout default) is audited by this same task."""
+    """The approval; its answer (or the timeout default) is audited by this same task, before the
+    operator acts on it (on Reject, skipping the downstream tasks ends the task at once)."""
 
     def execute_complete(self, context, event):
-        response = super().execute_complete(context, event)   # on Reject, skips the archive and drop
-        with cassandra() as (session, config):
-            approval.record_decision(session, config, approval.Decision.from_response(response),
-                                     run_id=context["run_id"])
-        return response
+        if "error" not in event:
+            self.validate_chosen_options(event["chosen_options"])
+            with cassandra() as (session, config):
+                approval.record_decision(session, config, approval.Decision.from_response(event),
+                                         run_id=context["run_id"])
+        return super().execute_complete(context, event)
 
 
 @dag(
@@ -110,7 +115,7 @@ def user_trades_cleanup():
         with cassandra() as (session, config):
             counts = archive.table_counts(session, config)
         text = approval.body(report, counts, archive_dir=where, skip_archive_reason=p["skip_archive_reason"],
-                             run_id=ctx["run_id"], response_hours=int(RESPONSE_TIMEOUT.total_seconds() // 3600))
+                             run_id=ctx["run_id"], response_timeout=RESPONSE_TIMEOUT)
         log.info("approval request:\n%s", text)
         return {"body": text, "archive_dir": where, "counts": counts}
 

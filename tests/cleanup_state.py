@@ -62,7 +62,7 @@ def prepare(db, cfg, *, trades: int = 2000, seed: int = 5, read_days: float = 40
 def settled_rows(db, cfg) -> set[tuple]:
     """Every settled_trades row with its newest write time, as the archive stores it."""
     rows = set()
-    for row in db.execute(statements.scan_settled(cfg.keyspace), (MIN_TOKEN, MAX_TOKEN)):
+    for row in db.execute(db.prepare(statements.scan_settled(cfg.keyspace)), (MIN_TOKEN, MAX_TOKEN)):
         times = [t for t in row[15:] if t is not None]
         rows.add((*row[1:15], max(times) if times else None))
     return rows

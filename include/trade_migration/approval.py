@@ -8,7 +8,7 @@ by hand (no answer at all) all stop them, and every answer is audited with who a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Mapping
 
 from cassandra.cluster import Session
@@ -87,14 +87,19 @@ def _n(value) -> str:
     return f"{value:,}" if isinstance(value, int) else _cell(value)
 
 
+def _duration(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    return f"{seconds // 3600} h" if seconds % 3600 == 0 else f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
+
+
 def body(report: dict, counts: dict, *, archive_dir: str | None, skip_archive_reason: str = "",
-         run_id: str, response_hours: int) -> str:
+         run_id: str, response_timeout: timedelta) -> str:
     """The Markdown shown in the approval task: gates, row counts, parity history, the archive."""
     ks = report["keyspace"]
     lines = [f"## Drop `{ks}.{LEGACY_TABLE}`?", "",
              f"Every cleanup gate passes (checked {report['checked_at'][:16].replace('T', ' ')} UTC)."
              f" **Approve** archives the table and then drops it; this cannot be undone."
-             f" **Reject** leaves everything as it is, and is chosen by default after {response_hours} h"
+             f" **Reject** leaves everything as it is, and is chosen by default after {_duration(response_timeout)}"
              f" without an answer.", "", "### Gates", "", "| gate | result | numbers |", "|---|---|---|"]
     lines += [f"| {g['name']} | {'pass' if g['passed'] else '**FAIL**'} | {_cell(g['detail'])} |"
               for g in report["gates"]]

@@ -1,4 +1,4 @@
-"""Phase 6: the gates before settled_trades may be dropped, the human's decision, and the drop.
+"""Phase 6: the gates before settled_trades may be dropped, and the drop itself.
 
 Dropping the legacy table is the one step of the migration that cannot be undone. Every
 precondition is therefore read from the database (flags, parity runs, the backfill ledger, the
@@ -206,7 +206,7 @@ def rejects_digest(trade_ids) -> str:
 
 def rejects_gate(rejects: list, opts: GateOptions, acknowledged: dict | None) -> Gate:
     """Rejected trades never reach user_trades; dropping settled_trades needs someone to accept that."""
-    by_reason = dict(sorted(Counter(r.reason for r in rejects).items()))
+    by_reason = dict(sorted(Counter(str(r.reason).split(":", 1)[0] for r in rejects).items()))   # by code
     digest = rejects_digest(r.trade_id for r in rejects)
     numbers = {"count": len(rejects), "by_reason": by_reason, "digest": digest}
     found = f"{len(rejects)} rejected trades {by_reason}"
@@ -220,8 +220,9 @@ def rejects_gate(rejects: list, opts: GateOptions, acknowledged: dict | None) ->
                                    f" {acknowledged['reason']}", numbers)
     before = (f" (the acknowledgement by {acknowledged['actor']} at {acknowledged['at']} covered"
               f" {acknowledged.get('count')} other rejects)" if acknowledged else "")
-    return Gate(REJECTS, False, f"{found} not acknowledged{before}: give acknowledge_rejects (why they may"
-                                " go; the Parquet archive keeps them)", numbers)
+    return Gate(REJECTS, False, f"{found} not acknowledged{before}: they are in no user_trades row, and after"
+                                " the drop only rejected_trades and the archive hold them; give"
+                                " acknowledge_rejects (why that is acceptable)", numbers)
 
 
 # --- reading the state ---------------------------------------------------------------------------
@@ -276,7 +277,7 @@ def finished(session: Session, config: Config) -> phases.Phase | None:
 
 
 def table_exists(session: Session, keyspace: str, table: str) -> bool:
-    return session.execute(statements.table_exists(), (keyspace, table)).one() is not None
+    return session.execute(prepared(session, statements.table_exists()), (keyspace, table)).one() is not None
 
 
 # --- the drop ------------------------------------------------------------------------------------
@@ -296,7 +297,7 @@ def drop_legacy(session: Session, config: Config, *, actor: str, run_id: str, de
                      reason=f"{LEGACY_TABLE} dropped by cleanup run {run_id}")
     existed = table_exists(session, ks, LEGACY_TABLE)
     session.execute(statements.drop_table(ks, LEGACY_TABLE), timeout=120)
-    if not session.cluster.control_connection.wait_for_schema_agreement(wait_time=60):
+    if not session.wait_for_schema_agreement(wait_time=60):
         raise RuntimeError("schema agreement not reached within 60 s after the drop; check the cluster")
     if table_exists(session, ks, LEGACY_TABLE):
         raise RuntimeError(f"{ks}.{LEGACY_TABLE} still exists after DROP TABLE")

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 def estimated_rows(session: Session, keyspace: str, table: str = LEGACY_TABLE) -> int | None:
     """The node's own estimate of the table's partitions (system.size_estimates), if any."""
     try:
-        rows = session.execute(statements.SIZE_ESTIMATES, (keyspace, table))
+        rows = session.execute(session.prepare(statements.SIZE_ESTIMATES), (keyspace, table))
     except Exception:  # noqa: BLE001 - estimates are optional (ScyllaDB and old versions differ)
         return None
     total = sum(r.partitions_count or 0 for r in rows)

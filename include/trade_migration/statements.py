@@ -290,3 +290,12 @@ def rejects_select_ids(keyspace: str) -> str:
 def table_exists() -> str:
     """Whether a table exists (keyspace and table bound, not formatted): the drop's before/after."""
     return "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?"
+
+
+# --- the status page (issue 7) ------------------------------------------------------------------
+def ledger_plant(keyspace: str) -> str:
+    """One whole ledger row as a run leaves it: the status page's test and benchmark plant
+    thousands of ranges in known states with it (plain upserts, no compare-and-set)."""
+    return _q("INSERT INTO {ks}.backfill_ranges (backfill_id, range_start, range_end, parent_start, status,"
+              " checkpoint, rows_read, rows_written, rows_rejected, attempts, last_error, resplit, started_at,"
+              " finished_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", keyspace)
