@@ -32,7 +32,7 @@ airflow-init: venv
 	bin/airflow pools set cassandra_backfill 4 "Concurrent backfill/verify tasks against the cluster" >/dev/null
 
 demo: venv db-up airflow-init
-	$(RUN) python -m trade_migration.demo
+	$(RUN) python scripts/demo.py
 
 test: venv db-up airflow-init
 	$(RUN) pytest $(PYTEST_ARGS)

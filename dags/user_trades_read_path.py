@@ -1,10 +1,11 @@
 """Phase 3: move the gateway's reads: settled_trades -> shadow -> user_trades (or back).
 
 Reading order: route (order guard; a rollback to settled_trades goes straight to the switch) ->
-shadow_compare (old and new path on a seeded sample of users; every difference reported) and
-latency_benchmark (p50/p99 of both, cold and warm), both printed and kept in the audit log ->
-switch_read_path (compare-and-set of read_path; user_trades needs a clean comparison unless an
-override_reason is given; never retried: a lost race or a blocked switch needs a human).
+latency_benchmark (p50/p99 of both paths, cold and warm, on a seeded sample of users; first, so
+that cold is cold) -> shadow_compare (both paths for the same users; every difference reported);
+both printed and kept in the audit log -> switch_read_path (compare-and-set of read_path;
+user_trades needs a clean comparison unless an override_reason is given; never retried: a lost
+race or a blocked switch needs a human).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from trade_migration import phases, queries
 from trade_migration.flags import PHASE_STATUS, READ_PATH, Flags
 
 log = logging.getLogger(__name__)
-SWITCH, CHECKS = "switch_read_path", ["shadow_compare", "latency_benchmark"]
+SWITCH, TIMING = "switch_read_path", "latency_benchmark"
 
 
 @dag(
@@ -47,7 +48,7 @@ def user_trades_read_path():
         with cassandra() as (session, config):
             phases.State(session, config).require(phases.READ_PATH)
         rollback = get_current_context()["params"]["value"] == "settled_trades"
-        return [SWITCH] if rollback else [*CHECKS, SWITCH]
+        return [SWITCH] if rollback else [TIMING, SWITCH]
 
     @task
     def shadow_compare() -> dict:
@@ -92,10 +93,9 @@ def user_trades_read_path():
                        actor=actor(ctx), reason=p["reason"], details={"read_path": value, "flag_version": flag.version})
         return {"read_path": flag.value, "version": flag.version}
 
-    checks = [shadow_compare(), latency_benchmark()]
-    switch = switch_read_path()
-    route() >> [*checks, switch]
-    checks >> switch
+    timing, switch = latency_benchmark(), switch_read_path()
+    route() >> [timing, switch]
+    timing >> shadow_compare() >> switch
 
 
 user_trades_read_path()

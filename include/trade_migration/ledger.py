@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from cassandra import OperationTimedOut, WriteTimeout
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
 
@@ -17,6 +18,8 @@ from .cql import prepared
 from .tokens import TokenRange, divide
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+PLAN_ATTEMPTS = 5
+PLAN_RETRY = (WriteTimeout, OperationTimedOut)   # a compare-and-set whose outcome is unknown
 
 
 def now() -> datetime:
@@ -80,13 +83,23 @@ class Ledger:
         return out
 
     def plan(self, ranges: list[TokenRange], *, parent_start: int | None = None) -> None:
-        """Create ranges that are not in the ledger yet; existing ones keep their progress."""
+        """Create ranges that are not in the ledger yet; existing ones keep their progress.
+
+        The inserts are compare-and-set rounds on one partition: a few at a time (more only
+        contend for its Paxos state), and one that times out is sent again (IF NOT EXISTS makes
+        that safe) before the error is raised.
+        """
         stmt = prepared(self.session, statements.ledger_insert_if_absent(self.ks))
         params = [(self.backfill_id, r.start, r.end, parent_start, r.start, now()) for r in ranges]
-        for ok, res in execute_concurrent_with_args(self.session, stmt, params, concurrency=32,
-                                                    raise_on_first_error=False):
-            if not ok:
-                raise res
+        for attempt in range(PLAN_ATTEMPTS):
+            results = execute_concurrent_with_args(self.session, stmt, params, concurrency=4,
+                                                   raise_on_first_error=False)
+            failed = [(p, res) for p, (ok, res) in zip(params, results) if not ok]
+            if not failed:
+                return
+            if attempt + 1 == PLAN_ATTEMPTS or not all(isinstance(res, PLAN_RETRY) for _, res in failed):
+                raise failed[0][1]
+            params = [p for p, _ in failed]
 
     def start(self, rs: RangeState) -> None:
         rs.attempts += 1

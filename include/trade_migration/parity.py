@@ -5,14 +5,15 @@ looked at one by one) -> inspect (per batch: row parity both ways, recheck, repa
 (totals, status) -> record (the parity_runs row). Every stage takes and returns JSON-ready
 values, so the DAG maps them over token-range batches and run_all() chains them in one process.
 
-A full run compares digests first and looks rows up only where they differ: point reads are
-about ten times slower than scans, and a lookup of every row would make verification slower
-than the backfill it checks. A sampled run looks up every row of a seeded share of the ranges
-and every trade settled in the last 24 hours.
+A full run compares digests first and looks rows up only where they differ: a key lookup costs
+ten to thirty times a scanned row, and looking up every row would make verification several
+times slower than the backfill it checks. A sampled run looks up every row of a seeded share of
+the ranges, both ways, and every trade settled in the last 24 hours.
 """
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,6 +32,7 @@ from .survey import ACTUAL_SOURCE, ACTUAL_TARGET, EXPECTED_SOURCE, EXPECTED_TARG
 log = logging.getLogger(__name__)
 CLEAN, BROKEN, REPAIRED = "clean", "broken", "repaired"
 DUAL_WRITE_FLAG = "dual_write"
+SAMPLED_RANGES = 20   # a sampled run without explicit splits cuts the ring so its share is ~this many ranges
 
 
 class ParityBroken(RuntimeError):
@@ -43,6 +45,7 @@ class Options:
     fetch_size: int = 1000
     concurrency: int = 128         # lookups in flight
     count_concurrency: int = 8     # range counts in flight
+    scan_threads: int = 4          # ranges scanned at once by one task
     page_timeout: float = 60.0
 
 
@@ -57,6 +60,8 @@ def plan_run(session: Session, config: Config, *, run_id: str, mode: str, seed: 
     if splits is None:
         splits = tokens.default_splits(backfill_plan.estimated_rows(session, config.keyspace),
                                        len(tokens.cluster_ranges(ring)))
+        if mode == SAMPLED:   # a share is only as fine as the ranges it picks from
+            splits = min(tokens.MAX_SPLITS, max(splits, math.ceil(SAMPLED_RANGES / sample_share)))
     ranges = tuple(tokens.split_ring(ring, splits))
     tokens.check_coverage(list(ranges))
     seed = derive_seed(run_id) if seed is None else int(seed)
@@ -96,7 +101,8 @@ def batches(run: Run, indexes: list[int], count: int) -> list[dict]:
 # --- survey / narrow / inspect ------------------------------------------------------------------
 def survey(session: Session, config: Config, run: Run, indexes: list[int], options: Options = Options()) -> dict:
     return survey_ranges(session, config, run, indexes, fetch_size=options.fetch_size,
-                         count_concurrency=options.count_concurrency, page_timeout=options.page_timeout)
+                         count_concurrency=options.count_concurrency, scan_threads=options.scan_threads,
+                         page_timeout=options.page_timeout)
 
 
 def narrow(run: Run, surveys: list[dict]) -> Scope:
@@ -130,8 +136,9 @@ def narrow(run: Run, surveys: list[dict]) -> Scope:
 
 def inspect(session: Session, config: Config, run: Run, scope: Scope, indexes: list[int],
             options: Options = Options()) -> dict:
-    checker = inspect_rows(session, config, run, scope, indexes, fetch_size=options.fetch_size,
-                           concurrency=options.concurrency, page_timeout=options.page_timeout)
+    checker = inspect_rows(session, config, run, scope, indexes, scan_threads=options.scan_threads,
+                           fetch_size=options.fetch_size, concurrency=options.concurrency,
+                           page_timeout=options.page_timeout)
     return {
         "tallies": {str(i): t.to_json() for i, t in checker.tallies.items()},
         "diffs": [d.to_json() for d in checker.diffs[:run.report_cap]],

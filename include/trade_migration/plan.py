@@ -23,8 +23,17 @@ def estimated_rows(session: Session, keyspace: str, table: str = LEGACY_TABLE) -
     return total or None
 
 
+def check_tables(session: Session, keyspace: str) -> None:
+    """Fail fast, before anything is planned: preparing the scan and the writes raises
+    InvalidRequest naming a missing keyspace or table, so no ledger is left for a table that is not there."""
+    for cql in (statements.scan_settled(keyspace), statements.insert_user_trade(keyspace),
+                statements.reject_insert(keyspace)):
+        session.prepare(cql)
+
+
 def ensure_ledger(session: Session, config: Config, ledger: Ledger, splits: int | None) -> list[RangeState]:
     """Plan the ring into the ledger the first time; later runs reuse the ledger as it is."""
+    check_tables(session, config.keyspace)
     states = ledger.load()
     if states:
         if splits is not None and splits != len([s for s in states if s.parent_start is None]):

@@ -91,11 +91,12 @@ def summary_html(run: Run, outcome: Outcome, summary: dict) -> str:
     if frame.empty:
         table = "<p>No range was read.</p>"
     else:
-        table = (frame.style
-                 .bar(subset=["settled_trades", "user_trades"], color="#9ec5e8", vmin=0)
-                 .bar(subset=list(CHART_COLUMNS), color="#e07b7b", vmin=0)
-                 .set_caption("Per token range: rows counted and differences found (bars scale per column)")
-                 .to_html())
+        style = frame.style.set_caption("Per token range: rows counted and differences found"
+                                        " (each column's bars scale to its largest value)")
+        for column in frame.columns:
+            color = "#e07b7b" if column in CHART_COLUMNS else "#9ec5e8"
+            style = style.bar(subset=[column], color=color, vmin=0, vmax=max(1, int(frame[column].max())))
+        table = style.to_html()
     facts = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v, default=str))}</td></tr>"
                     for k, v in summary.items() if k not in ("chosen_ranges", "files"))
     files = "".join(f"<li>{html.escape(k)}: {html.escape(str(p))}</li>" for k, p in summary["files"].items())

@@ -9,8 +9,10 @@ after a delay still sees it: that is what keeps live writes from raising alarms.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -101,14 +103,22 @@ class Checker:
         self.tallies: dict[int, Tally] = {}
         self.rejects: list[dict] = []
         self.reasons: Counter = Counter()
+        self._lock = threading.Lock()               # ranges are checked by several threads
         self.diffs: list[Diff] = []                 # confirmed, after recheck()
         self._first: dict[tuple, Diff] = {}         # first-look differences by (direction, range, key)
 
     def tally(self, i: int) -> Tally:
         return self.tallies.setdefault(i, Tally())
 
+    @property
+    def first_look(self) -> list[Diff]:
+        """Differences seen so far, before the recheck."""
+        return list(self._first.values())
+
     # --- first look ---------------------------------------------------------------------------
     def check_range(self, i: int) -> None:
+        """The first look at one range. Rows are counted as checked (and rejects as rejected)
+        unless the run only looks again where digests differ: the survey counted those."""
         rng = self.run.ranges[i]
         how = self.scope.forward.get(i)
         if how == RECENTLY_SETTLED:
@@ -118,18 +128,19 @@ class Checker:
                 self._note(self.forward(i, how, self._sources(ids), counting=True))
         elif how is not None:
             for page in pages(self.session, self.scan_source, (rng.start, rng.end), timeout=self.timeout):
-                self._note(self.forward(i, how, page, counting=True))
+                self._note(self.forward(i, how, page, counting=how != CELLS))
         how = self.scope.reverse.get(i)
         if how is not None:
             for page in pages(self.session, self.scan_target, (rng.start, rng.end), timeout=self.timeout):
-                self._note(self.reverse(i, how, page, counting=True))
+                self._note(self.reverse(i, how, page, counting=how != CELLS))
 
     def _sources(self, ids: list[tuple]) -> list:
         return [r for r in lookup(self.session, self.get_source, ids, concurrency=self.concurrency) if r is not None]
 
     def _note(self, diffs: list[Diff]) -> None:
-        for d in diffs:
-            self._first[_identity(d)] = d
+        with self._lock:
+            for d in diffs:
+                self._first[_identity(d)] = d
 
     # --- forward: settled trade -> its two rows -------------------------------------------------
     def forward(self, i: int, how: str, rows: list, *, counting: bool) -> list[Diff]:
@@ -166,10 +177,11 @@ class Checker:
         return diffs
 
     def _reject(self, i: int, trade_id: int, out: Reject) -> None:
-        self.tally(i).rejected += 1
-        self.reasons[out.code] += 1
-        if len(self.rejects) < self.run.report_cap:
-            self.rejects.append({"range": i, "trade_id": trade_id, "reason": out.reason})
+        self.tally(i).rejected += 1   # a range's tally belongs to the one thread checking it
+        with self._lock:
+            self.reasons[out.code] += 1
+            if len(self.rejects) < self.run.report_cap:
+                self.rejects.append({"range": i, "trade_id": trade_id, "reason": out.reason})
 
     # --- reverse: user_trades row -> its trade -------------------------------------------------
     def reverse(self, i: int, how: str, rows: list, *, counting: bool) -> list[Diff]:
@@ -295,11 +307,15 @@ def _identity(d: Diff) -> tuple:
     return d.direction, d.range, d.key
 
 
-def inspect(session: Session, config: Config, run: Run, scope: Scope, indexes: list[int], **options) -> Checker:
-    """First look at each range of the batch, the recheck, then (if the run repairs) the repair."""
+def inspect(session: Session, config: Config, run: Run, scope: Scope, indexes: list[int], *,
+            scan_threads: int = 4, **options) -> Checker:
+    """First look at each range of the batch (`scan_threads` ranges at a time), one recheck of
+    everything found, then (if the run repairs) the repair."""
     checker = Checker(session, config, run, scope, **options)
     for i in indexes:
-        checker.check_range(i)
+        checker.tally(i)
+    with ThreadPoolExecutor(max_workers=scan_threads, thread_name_prefix="inspect") as pool:
+        list(pool.map(checker.check_range, indexes))
     checker.recheck()
     if run.repair:
         checker.repair()

@@ -299,3 +299,8 @@ def ledger_plant(keyspace: str) -> str:
     return _q("INSERT INTO {ks}.backfill_ranges (backfill_id, range_start, range_end, parent_start, status,"
               " checkpoint, rows_read, rows_written, rows_rejected, attempts, last_error, resplit, started_at,"
               " finished_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", keyspace)
+
+
+def drop_keyspace(keyspace: str) -> str:
+    """Only the demo's local reset uses this (it refuses anything but a loopback node)."""
+    return _q("DROP KEYSPACE IF EXISTS {ks}", keyspace)

@@ -1,8 +1,8 @@
 """The first pass over a batch of token ranges: row counts of both tables and, in a full run,
 the digests of what user_trades should hold and of what it holds.
 
-Counts run in a background thread while this thread scans; both scans read each row once and
-look nothing up, so a clean table is verified at scan speed.
+Counts run alongside the scans; both scans read each row once and look nothing up, so a clean
+table is verified at scan speed.
 """
 from __future__ import annotations
 
@@ -33,45 +33,70 @@ def newest(stamps) -> int:
 
 
 def survey(session: Session, config: Config, run: Run, indexes: list[int], *, fetch_size: int = 1000,
-           count_concurrency: int = 8, page_timeout: float = 60.0) -> dict:
-    """Counts (and in a full, narrowed run the digests) of these ranges, JSON-ready."""
+           count_concurrency: int = 8, scan_threads: int = 4, page_timeout: float = 60.0) -> dict:
+    """Counts (and in a full, narrowed run the digests) of these ranges, JSON-ready.
+
+    Ranges are scanned by `scan_threads` threads: a scan mostly waits for its next page, so
+    several keep the replicas busy while the client works through the pages it has.
+    """
     tallies = {i: Tally() for i in indexes}
+    digests = {k: Digest() for k in (EXPECTED_TARGET, EXPECTED_SOURCE, ACTUAL_TARGET, ACTUAL_SOURCE)}
+    rejects: list[dict] = []
+    reasons: Counter = Counter()
     digesting = run.mode == FULL and run.narrow
-    pass_ = _DigestPass(session, config, run, tallies, fetch_size, page_timeout) if digesting else None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="range-counts") as pool:
+    with ThreadPoolExecutor(max_workers=1 + scan_threads, thread_name_prefix="survey") as pool:
         counting = pool.submit(range_counts, session, config, [run.ranges[i] for i in indexes],
                                concurrency=count_concurrency)
-        if pass_ is not None:
-            for i in indexes:
-                pass_.settled(i)
-                pass_.user_trades(i)
+        if digesting:
+            scan = _RangeDigest(session, config, run, fetch_size, page_timeout)
+            for i, part in zip(indexes, pool.map(scan, indexes)):
+                tallies[i] = part.tally
+                for k, d in part.digests.items():
+                    digests[k].merge(d)
+                rejects += part.rejects
+                reasons.update(part.reasons)
         for i, (settled, target) in zip(indexes, counting.result()):
             tallies[i].settled, tallies[i].user_trades = settled, target
     return {
         "tallies": {str(i): t.to_json() for i, t in tallies.items()},
-        "digests": {k: d.to_json() for k, d in pass_.digests.items()} if pass_ else None,
-        "rejects": pass_.rejects if pass_ else [],
-        "rejected_by_reason": dict(pass_.reasons) if pass_ else {},
+        "digests": {k: d.to_json() for k, d in digests.items()} if digesting else None,
+        "rejects": rejects[:run.report_cap],
+        "rejected_by_reason": dict(reasons),
     }
 
 
-class _DigestPass:
-    def __init__(self, session, config, run, tallies, fetch_size, page_timeout):
+class _Part:
+    """What one range's scans found; merged by the caller, so threads share nothing."""
+
+    def __init__(self) -> None:
+        self.tally = Tally()
+        self.digests = {k: Digest() for k in (EXPECTED_TARGET, EXPECTED_SOURCE, ACTUAL_TARGET, ACTUAL_SOURCE)}
+        self.rejects: list[dict] = []
+        self.reasons: Counter = Counter()
+
+
+class _RangeDigest:
+    """Scans one range of both tables into a _Part."""
+
+    def __init__(self, session, config, run, fetch_size, page_timeout):
         ks = config.keyspace
-        self.session, self.run, self.tallies, self.timeout = session, run, tallies, page_timeout
+        self.session, self.run, self.timeout = session, run, page_timeout
         self.scan_source = prepared(session, statements.scan_settled(ks), consistency=config.read_cl,
                                     fetch_size=fetch_size)
         self.scan_target = prepared(session, statements.scan_user_trades_timed(ks),
                                     consistency=config.read_cl, fetch_size=fetch_size)
         self.symbol_ids = load_symbol_ids(session, ks)
-        self.digests = {k: Digest() for k in (EXPECTED_TARGET, EXPECTED_SOURCE, ACTUAL_TARGET, ACTUAL_SOURCE)}
-        self.rejects: list[dict] = []
-        self.reasons: Counter = Counter()
 
-    def settled(self, i: int) -> None:
+    def __call__(self, i: int) -> _Part:
+        part = _Part()
+        self.settled(i, part)
+        self.user_trades(i, part)
+        return part
+
+    def settled(self, i: int, part: _Part) -> None:
         """Expected rows: every in-scope trade converted, as the backfill converts it."""
-        rng, tally, t0, symbol_ids = self.run.ranges[i], self.tallies[i], self.run.started_us, self.symbol_ids
-        by_target, by_source = self.digests[EXPECTED_TARGET].add, self.digests[EXPECTED_SOURCE].add
+        rng, tally, t0, symbol_ids = self.run.ranges[i], part.tally, self.run.started_us, self.symbol_ids
+        by_target, by_source = part.digests[EXPECTED_TARGET].add, part.digests[EXPECTED_SOURCE].add
         for page in pages(self.session, self.scan_source, (rng.start, rng.end), timeout=self.timeout):
             for row in page:
                 if newest(row[WRITETIMES_AT:]) > t0:
@@ -82,9 +107,9 @@ class _DigestPass:
                 out = convert(trade, symbol_ids)
                 if isinstance(out, Reject):
                     tally.rejected += 1
-                    self.reasons[out.code] += 1
-                    if len(self.rejects) < self.run.report_cap:
-                        self.rejects.append({"range": i, "trade_id": trade[0], "reason": out.reason})
+                    part.reasons[out.code] += 1
+                    if len(part.rejects) < self.run.report_cap:
+                        part.rejects.append({"range": i, "trade_id": trade[0], "reason": out.reason})
                     continue
                 source_bucket = bucket(row[0])
                 for urow in out:
@@ -92,10 +117,10 @@ class _DigestPass:
                     by_target(bucket(target_token(urow[0], urow[1])), h)
                     by_source(source_bucket, h)
 
-    def user_trades(self, i: int) -> None:
+    def user_trades(self, i: int, part: _Part) -> None:
         """Actual rows, each under its own token and under its trade's settled_trades token."""
-        rng, tally, t0 = self.run.ranges[i], self.tallies[i], self.run.started_us
-        by_target, by_source = self.digests[ACTUAL_TARGET].add, self.digests[ACTUAL_SOURCE].add
+        rng, tally, t0 = self.run.ranges[i], part.tally, self.run.started_us
+        by_target, by_source = part.digests[ACTUAL_TARGET].add, part.digests[ACTUAL_SOURCE].add
         for page in pages(self.session, self.scan_target, (rng.start, rng.end), timeout=self.timeout):
             for row in page:
                 if newest(row[TARGET_WRITETIMES_AT:]) > t0:

@@ -137,6 +137,18 @@ def test_an_empty_comparison_does_not_allow_the_switch():
     require_clean(None, override_reason="emergency: settled_trades indexes are down")
 
 
+def test_the_benchmark_names_users_whose_pages_differ(cluster_session, cfg, paths):
+    pairs = sample_pairs(cluster_session, cfg, 10, seed=2, symbols=paths.symbol_ids)
+    row = paths.new(*pairs[3], limit=20)[0]
+    delete = cluster_session.prepare(statements.delete_user_trade(cfg.keyspace))
+    insert = cluster_session.prepare(statements.insert_user_trade(cfg.keyspace))
+    cluster_session.execute(delete, row[:5])
+    try:
+        assert benchmark(paths, pairs, limit=20)["different_answers"] == [list(pairs[3])]
+    finally:
+        cluster_session.execute(insert, (*row, now_us()))
+
+
 def test_percentile_is_nearest_rank():
     values = [float(v) for v in range(1, 101)]
     assert (percentile(values, 50), percentile(values, 99), percentile(values, 100)) == (50.0, 99.0, 100.0)
@@ -152,5 +164,7 @@ def test_benchmark_measures_both_paths_on_the_same_users(cluster_session, cfg, p
             r = report[path][phase]
             assert r["samples"] == 10 and 0 < r["p50_ms"] <= r["p99_ms"]
     assert set(report["ratio"]) == {"cold_p50", "cold_p99", "warm_p50", "warm_p99"}
+    assert report["different_answers"] == []
+    assert report["rows"] == sum(len(paths.new(u, s, limit=20)) for u, s in pairs)
     text = format_benchmark(report)
     assert "old (indexes+filter)" in text and "new (one partition)" in text and "old / new" in text

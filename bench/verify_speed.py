@@ -1,0 +1,112 @@
+"""Verification speed against the backfill's, and parallel range counts against one COUNT(*).
+
+    bin/airflow-env .venv/bin/python bench/verify_speed.py --trades 100000
+
+On keyspace bench_verify (generated only when it does not already hold exactly --trades trades;
+generation runs at roughly 2.7k trades/s here), in one process each:
+  1. the backfill over the whole ring (user_trades emptied first): source rows/s;
+  2. a full verification (counts + digests, row lookups only where digests differ): rows/s;
+  3. a sampled verification (--share of the ranges looked up row by row, plus the last day);
+  4. COUNT(*) per token range, many at once, against one SELECT COUNT(*) per table.
+Prints figures; asserts nothing about time.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "include"))
+
+from trade_migration import backfill, counts, generator, parity, plan, schema, statements, tokens  # noqa: E402
+from trade_migration.config import Config  # noqa: E402
+from trade_migration.ledger import Ledger  # noqa: E402
+from trade_migration.session import connect  # noqa: E402
+
+RING = [tokens.TokenRange(tokens.MIN_TOKEN, tokens.MAX_TOKEN)]
+
+
+def timed(fn, *args, **kwargs):
+    began = time.monotonic()
+    out = fn(*args, **kwargs)
+    return out, time.monotonic() - began
+
+
+def ensure_trades(session, config: Config, n: int, seed: int, ranges) -> None:
+    have = sum(s for s, _ in counts.range_counts(session, config, ranges))
+    if have == n:
+        print(f"settled_trades: {n:,} trades already present")
+        return
+    for table in ("settled_trades", "symbols"):
+        session.execute(f"TRUNCATE {config.keyspace}.{table}", timeout=300)
+    print(f"settled_trades: {have:,} trades present, {n:,} wanted: generating ...", flush=True)
+    generator.write_symbols(session, config.keyspace)
+    _, took = timed(generator.write_trades, session, config.keyspace, n, seed)
+    print(f"  generated {n:,} trades in {took:,.0f} s ({n / took:,.0f} trades/s)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trades", type=int, default=1_000_000)
+    parser.add_argument("--keyspace", default="bench_verify")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--splits", type=int, default=None, help="token ranges (default: from the size estimate)")
+    parser.add_argument("--share", type=float, default=0.05, help="sample share of the sampled run")
+    args = parser.parse_args(argv)
+
+    config = Config.from_env(keyspace=args.keyspace)
+    session = connect(config, request_timeout=120)
+    schema.apply(session, config)
+    ring = tokens.ring_tokens(session)
+    splits = args.splits or tokens.default_splits(args.trades, len(tokens.cluster_ranges(ring)))
+    ranges = tokens.split_ring(ring, splits)
+    ensure_trades(session, config, args.trades, args.seed, ranges)
+
+    # 1. the backfill, from an empty user_trades
+    for table in ("user_trades", "backfill_ranges", "rejected_trades", "parity_runs"):
+        session.execute(f"TRUNCATE {config.keyspace}.{table}", timeout=300)
+    plan.ensure_ledger(session, config, Ledger(session, config, "bench"), splits)
+    copied, backfill_s = timed(backfill.run_batch, session, config, "bench", RING)
+    backfill_rate = copied["rows_read"] / backfill_s
+
+    # 2. full verification; 3. sampled verification
+    full_run = parity.plan_run(session, config, run_id=f"bench_full_{int(time.time())}", mode="full", splits=splits)
+    full, full_s = timed(parity.run_all, session, config, full_run)
+    sampled_run = parity.plan_run(session, config, run_id=f"bench_sampled_{int(time.time())}", mode="sampled",
+                                  sample_share=args.share, seed=1)   # splits fine enough for the share
+    sampled, sampled_s = timed(parity.run_all, session, config, sampled_run)
+
+    # 4. counts
+    per_range, ranges_s = timed(counts.range_counts, session, config, ranges, concurrency=8)
+    single = {}
+    for table in ("settled_trades", "user_trades"):
+        try:
+            single[table] = timed(lambda: session.execute(statements.count_all(config.keyspace, table),
+                                                          timeout=1800).one()[0])
+        except Exception as exc:  # noqa: BLE001 - a timeout is a finding worth printing
+            single[table] = (f"failed: {type(exc).__name__}", float("nan"))
+    settled_total, target_total = sum(s for s, _ in per_range), sum(t for _, t in per_range)
+
+    t = full.total
+    print(f"\n{args.trades:,} trades, {splits} token ranges, keyspace {config.keyspace}")
+    print(f"backfill               {copied['rows_read']:>10,} source rows in {backfill_s:7.1f} s"
+          f" = {backfill_rate:>9,.0f} rows/s ({copied['rows_written']:,} rows written)")
+    print(f"verify, full           {t.source_rows:>10,} source rows in {full_s:7.1f} s"
+          f" = {t.source_rows / full_s:>9,.0f} rows/s ({(t.source_rows + t.target_rows) / full_s:,.0f}"
+          f" rows/s of both tables; {full.status})")
+    print(f"  full / backfill      {t.source_rows / full_s / backfill_rate:10.2f} x")
+    s = sampled.total
+    print(f"verify, sampled {args.share:.0%}   {s.source_rows:>10,} source rows in {sampled_s:7.1f} s"
+          f" ({len(sampled_run.chosen)} of {len(sampled_run.ranges)} ranges; {s.source_rows + s.target_rows:,}"
+          f" rows traced by key lookups, {(s.source_rows + s.target_rows) / sampled_s:,.0f} rows/s; {sampled.status})")
+    print(f"counts, {len(ranges)} ranges x2   {settled_total:>10,} + {target_total:,} rows in {ranges_s:7.2f} s")
+    for table, (value, secs) in single.items():
+        print(f"COUNT(*) {table:<14} {value!s:>10} rows in {secs:7.2f} s")
+    one = sum(secs for _, secs in single.values())
+    print(f"  single / per range   {one / ranges_s:10.2f} x (both tables)")
+    session.cluster.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""Phase 5: verify user_trades against settled_trades, nightly at 02:00 UTC and after each backfill.
+
+Reading order: plan (the guard; mode, sample and start time fixed) -> survey (one mapped task per
+batch of token ranges: counts, and in a full run digests) -> narrow (which ranges need a row-by-row
+look) -> inspect (mapped: row parity in both directions, recheck, repair) -> conclude (the
+parity_runs row, the report, the phase record). A broken result fails the run and calls the
+notifier named by TM_PARITY_NOTIFIER (the log by default).
+
+With no mode given, the nightly schedule samples and any other run (manual, after a backfill)
+checks everything: Param defaults apply to every run, so the choice is made from the run's type.
+"""
+from __future__ import annotations
+
+import logging
+
+from airflow.sdk import (Asset, AssetOrTimeSchedule, CronTriggerTimetable, ExceptionRetryPolicy, Param,
+                         RetryAction, RetryRule, dag, get_current_context, task)
+
+from migration_common import DEFAULT_ARGS, FAIL_FAST, POOL, TAGS, actor, cassandra, who_and_why
+from trade_migration import notify, parity, phases, report
+from trade_migration.parity_run import MODES, Run, Scope, default_mode
+
+log = logging.getLogger(__name__)
+# The backfill's outlet (user_trades_backfill.BACKFILL_DONE). Importing it from that DAG file would
+# make the DAG processor register the backfill DAG a second time, under this file; the DAG tests
+# check that both name the same asset.
+BACKFILL_DONE = Asset("cassandra://trading/user_trades/backfill")
+NIGHTLY = CronTriggerTimetable("0 2 * * *", timezone="UTC")
+MAX_PARALLEL = 16
+# A broken result is a finding, not an accident: retrying finds it again.
+CONCLUDE_RETRY = ExceptionRetryPolicy(rules=[
+    RetryRule(exception=[parity.ParityBroken], action=RetryAction.FAIL,
+              reason="parity is broken; a retry would find the same"),
+    *FAIL_FAST.rules,
+])
+
+
+def notify_failure(context) -> None:
+    """on_failure_callback: hand the notice to the configured notifier."""
+    run_id = context.get("run_id") or context["dag_run"].run_id
+    ti = context.get("ti")
+    notify.send(notify.failure_notice(
+        dag_id="user_trades_verify", run_id=run_id, reason=context.get("reason"),
+        failed_task=getattr(ti, "task_id", None), report_folder=report.report_dir(run_id)))
+
+
+def _run_type(ctx) -> str:
+    run_type = getattr(ctx["dag_run"], "run_type", "manual")
+    return getattr(run_type, "value", run_type)
+
+
+def _options(p: dict) -> parity.Options:
+    return parity.Options(fetch_size=p["fetch_size"], concurrency=p["max_in_flight"])
+
+
+@dag(
+    dag_id="user_trades_verify",
+    schedule=AssetOrTimeSchedule(timetable=NIGHTLY, assets=[BACKFILL_DONE]),
+    catchup=False,
+    tags=TAGS,
+    default_args=DEFAULT_ARGS,
+    max_active_runs=1,
+    on_failure_callback=notify_failure,
+    doc_md=__doc__,
+    params={
+        "mode": Param(None, type=["null", "string"], enum=[None, *MODES],
+                      description="full or sampled; empty: sampled for the nightly schedule, full otherwise."),
+        "sample_share": Param(0.05, type="number", exclusiveMinimum=0, maximum=1,
+                              description="Share of token ranges a sampled run checks row by row."),
+        "seed": Param(None, type=["null", "integer"], minimum=0, maximum=2**63 - 1,
+                      description="Seed of the sample; empty: derived from the run id. Recorded either way."),
+        "repair": Param(False, type="boolean",
+                        description="Rewrite missing and mismatched rows from settled_trades (orphans are"
+                                    " only reported)."),
+        "splits": Param(None, type=["null", "integer"], minimum=1, maximum=8192,
+                        description="Token ranges (empty: from the table's size estimate)."),
+        "parallelism": Param(4, type="integer", minimum=1, maximum=MAX_PARALLEL,
+                             description="Mapped tasks per stage; also capped by the pool."),
+        "report_cap": Param(10_000, type="integer", minimum=1, maximum=1_000_000,
+                            description="Most differences (and rejects) listed in the report."),
+        "recheck_delay_s": Param(2.0, type="number", minimum=0, maximum=600,
+                                 description="Wait before a difference is looked at a second time."),
+        "exhaustive": Param(False, type="boolean",
+                            description="Full runs: look every row up instead of only where digests differ."),
+        "fetch_size": Param(1000, type="integer", minimum=10, maximum=10000),
+        "max_in_flight": Param(128, type="integer", minimum=1, maximum=1024,
+                               description="Lookups in flight per task."),
+        **who_and_why(),
+    },
+)
+def user_trades_verify():
+    @task
+    def plan() -> list[dict]:
+        """Returns the survey's batches; the run itself goes to XCom key "run"."""
+        ctx = get_current_context()
+        p = ctx["params"]
+        with cassandra() as (session, config):
+            state = phases.State(session, config)
+            state.require(phases.VERIFY)
+            run = parity.plan_run(
+                session, config, run_id=ctx["run_id"], mode=p["mode"] or default_mode(_run_type(ctx)),
+                seed=p["seed"], sample_share=p["sample_share"], splits=p["splits"], repair=p["repair"],
+                narrow=not p["exhaustive"], report_cap=p["report_cap"], recheck_delay=p["recheck_delay_s"])
+            state.mark(phases.VERIFY, phases.RUNNING, run_id=run.run_id, actor=actor(ctx), reason=p["reason"],
+                       details={"mode": run.mode, "seed": run.seed, "ranges": len(run.checked_ranges),
+                                "repair": run.repair})
+        log.info("%s run, seed %d: %d of %d token ranges checked row by row, rows written after %s left to"
+                 " the next run", run.mode, run.seed, len(run.checked_ranges), len(run.ranges), run.started_at)
+        ctx["ti"].xcom_push(key="run", value=run.to_json())
+        return parity.batches(run, parity.survey_indexes(run), p["parallelism"])
+
+    @task(pool=POOL, max_active_tis_per_dagrun=MAX_PARALLEL, map_index_template="{{ token_span }}")
+    def survey(run: dict, batch: dict) -> dict:
+        ctx = get_current_context()
+        ctx["token_span"] = batch["label"]
+        with cassandra() as (session, config):
+            return parity.survey(session, config, Run.from_json(run), batch["ranges"], _options(ctx["params"]))
+
+    @task
+    def narrow(run: dict, surveys: list[dict]) -> list[dict]:
+        """Returns the inspection's batches (none when the digests agree); the scope goes to key "scope"."""
+        ctx = get_current_context()
+        r = Run.from_json(run)
+        scope = parity.narrow(r, list(surveys))
+        log.info("%d ranges to read row by row", len(scope.indexes))
+        ctx["ti"].xcom_push(key="scope", value=scope.to_json())
+        return parity.batches(r, scope.indexes, ctx["params"]["parallelism"])
+
+    @task(pool=POOL, max_active_tis_per_dagrun=MAX_PARALLEL, map_index_template="{{ token_span }}")
+    def inspect(run: dict, scope: dict, batch: dict) -> dict:
+        ctx = get_current_context()
+        ctx["token_span"] = batch["label"]
+        with cassandra() as (session, config):
+            return parity.inspect(session, config, Run.from_json(run), Scope.from_json(scope), batch["ranges"],
+                                  _options(ctx["params"]))
+
+    @task(trigger_rule="none_failed", retry_policy=CONCLUDE_RETRY)
+    def conclude(run: dict, surveys: list[dict], inspections: list[dict]) -> dict:
+        ctx = get_current_context()
+        p = ctx["params"]
+        r = Run.from_json(run)
+        outcome = parity.conclude(r, list(surveys), list(inspections or []))
+        paths = report.write(r, outcome)
+        log.info("%s", report.format_summary(r, outcome))
+        for name, path in paths.items():
+            log.info("report %s: %s", name, path)
+        with cassandra() as (session, config):
+            parity.record(session, config, r, outcome, str(paths["chart"].parent))
+            ok = outcome.status != parity.BROKEN
+            phases.State(session, config).mark(
+                phases.VERIFY, phases.COMPLETED if ok else phases.FAILED, run_id=r.run_id, actor=actor(ctx),
+                reason=p["reason"], details={"status": outcome.status, "mode": r.mode,
+                                             **{k: getattr(outcome.total, k) for k in
+                                                ("missing", "mismatched", "orphans", "rejected", "repaired")}})
+        if not ok:
+            raise parity.ParityBroken(f"{report.format_summary(r, outcome)}; report in {paths['chart'].parent}")
+        return outcome.summary()
+
+    planned = plan()
+    surveyed = survey.partial(run=planned["run"]).expand(batch=planned)
+    narrowed = narrow(planned["run"], surveyed)
+    inspected = inspect.partial(run=planned["run"], scope=narrowed["scope"]).expand(batch=narrowed)
+    conclude(planned["run"], surveyed, inspected)
+
+
+user_trades_verify()

@@ -1,0 +1,138 @@
+"""The parts of a verification run that need no database: digests, sampling, scope, status, notices."""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+
+import pytest
+
+from trade_migration import notify, parity
+from trade_migration.digests import BUCKETS, Digest, bucket, buckets_of, row_hash
+from trade_migration.parity_run import (ALL, CELLS, FULL, RECENTLY_SETTLED, SAMPLED, Run, Scope, Tally, choose,
+                                        derive_seed, merge_tallies)
+from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, split_ring
+
+ROW = (5, 1, datetime(2026, 5, 1, 12, 0, 0, 123000), 10_000_001, "BUY", 6_700_000, 12, None, 20_000_002, 7,
+       True, None, 1_250_000)
+
+
+def test_a_digest_tells_equal_row_sets_from_different_ones_in_any_order():
+    rows = [ROW, (*ROW[:5], ROW[5] + 1, *ROW[6:]), (*ROW[:4], "SELL", *ROW[5:])]
+    a, b = Digest(), Digest()
+    for r in rows:
+        a.add(3, row_hash(r))
+    for r in reversed(rows):
+        b.add(3, row_hash(r))
+    assert a.differing(b) == set()
+    b.add(3, row_hash(ROW))                       # a duplicate does not cancel out
+    assert a.differing(b) == {3}
+    c = Digest.from_json(json.loads(json.dumps(a.to_json())))
+    assert c.differing(a) == set() and c.merge(Digest({7: [1, 5]})).differing(a) == {7}
+
+
+def test_row_hash_is_the_same_in_another_process():
+    """Mapped tasks run in other processes, where Python's own hash() of str and datetime differs."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = ("import sys, datetime; sys.path.insert(0, 'include');"
+            "from trade_migration.digests import row_hash;"
+            f"print(row_hash({ROW!r}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONHASHSEED": "12345"}, cwd=str(REPO))
+    assert int(out.stdout) == row_hash(ROW)
+
+
+def test_buckets_cover_the_ring_in_order():
+    assert bucket(MIN_TOKEN + 1) == 0 and bucket(MAX_TOKEN) == BUCKETS - 1
+    ranges = split_ring([0], 7)
+    seen = [b for r in ranges for b in buckets_of(r)]
+    assert seen[0] == 0 and seen[-1] == BUCKETS - 1
+    assert all(b2 in (b1, b1 + 1) for b1, b2 in zip(seen, seen[1:]))   # shared edges only
+
+
+def test_a_sample_is_seeded_reproducible_and_never_empty():
+    assert choose(100, 0.05, 7) == choose(100, 0.05, 7)
+    assert choose(100, 0.05, 7) != choose(100, 0.05, 8)
+    assert len(choose(100, 0.05, 7)) == 5 and list(choose(100, 0.05, 7)) == sorted(choose(100, 0.05, 7))
+    assert len(choose(3, 0.01, 1)) == 1 and choose(4, 1.0, 1) == (0, 1, 2, 3)
+    with pytest.raises(ValueError):
+        choose(10, 0, 1)
+    assert derive_seed("scheduled__2026-11-24T02:00:00+00:00") == derive_seed("scheduled__2026-11-24T02:00:00+00:00")
+    assert 0 <= derive_seed("x") < 2**63
+
+
+def run(mode=SAMPLED, **kw) -> Run:
+    ranges = tuple(split_ring([0], 4))
+    started = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
+    return Run(run_id="r", started_us=int(started.timestamp() * 1e6), mode=mode, seed=1, sample_share=0.5,
+               ranges=ranges, chosen=(1, 3), **kw)
+
+
+def test_a_run_survives_json():
+    r = run(repair=True, dual_write_since_us=5)
+    assert Run.from_json(json.loads(json.dumps(r.to_json()))) == r
+    assert r.recent_since == datetime(2026, 11, 23, 2, 0)
+    assert [r.range_index(rg.end) for rg in r.ranges] == [0, 1, 2, 3]
+    assert [r.range_index(rg.start + 1) for rg in r.ranges] == [0, 1, 2, 3]
+    s = Scope({0: ALL, 1: RECENTLY_SETTLED}, {2: CELLS}, frozenset({1}), frozenset({2, 3}))
+    assert Scope.from_json(json.loads(json.dumps(s.to_json()))) == s
+
+
+def test_the_forward_check_covers_what_it_looks_up_and_nothing_else():
+    r = run()
+    tok = {i: rg.end for i, rg in enumerate(r.ranges)}
+    day_ago = datetime(2026, 11, 23, 2, 0)
+    s = Scope({0: ALL, 1: RECENTLY_SETTLED})
+    assert s.covers(r, tok[0], None, 0) is True
+    assert s.covers(r, tok[1], day_ago, 0) is True
+    assert s.covers(r, tok[1], datetime(2026, 11, 23, 1, 59), 0) is False
+    assert s.covers(r, tok[2], day_ago, 0) is False
+    cells = Scope({3: CELLS}, dirty_source=frozenset({bucket(tok[3])}), dirty_target=frozenset({bucket(0)}))
+    assert cells.covers(r, tok[3], None, 0) is True
+    assert cells.covers(r, tok[3], None, MIN_TOKEN + 1) is False
+
+
+def test_status_clean_repaired_broken():
+    assert parity.status_of(Tally(), False) == parity.CLEAN
+    assert parity.status_of(Tally(missing=2, mismatched=1, repaired=3), True) == parity.REPAIRED
+    assert parity.status_of(Tally(missing=2, mismatched=1, repaired=3), False) == parity.BROKEN
+    assert parity.status_of(Tally(missing=2, repaired=1), True) == parity.BROKEN
+    assert parity.status_of(Tally(orphans=1), True) == parity.BROKEN   # orphans are never deleted
+    merged = merge_tallies([{"0": Tally(missing=1).to_json()}, {"0": Tally(missing=2, late=1).to_json()}])
+    assert merged == {0: Tally(missing=3, late=1)}
+
+
+def test_a_sampled_run_reads_its_chosen_ranges_both_ways_and_the_others_for_the_last_day():
+    r = run()
+    s = parity.narrow(r, [])
+    assert s.forward == {0: RECENTLY_SETTLED, 1: ALL, 2: RECENTLY_SETTLED, 3: ALL}
+    assert s.reverse == {1: ALL, 3: ALL}
+    full = parity.narrow(run(FULL, narrow=False), [])
+    assert full.forward == full.reverse == {i: ALL for i in range(4)}
+    assert parity.narrow(run(FULL), [{"digests": {}}]) == Scope()
+
+
+def recorded(notice):
+    recorded.last = notice
+
+
+def test_the_notifier_is_pluggable_and_never_silent(tmp_path, caplog):
+    assert notify.resolve(None) is notify.log_notifier
+    assert notify.resolve(f"{__name__}:recorded") is recorded
+    assert notify.resolve(f"{__name__}.recorded") is recorded
+    (tmp_path / "summary.json").write_text(json.dumps({"status": "broken", "missing": 2, "mismatched": 0,
+                                                       "orphans": 1, "rejected": 4, "repaired": 0}))
+    notice = notify.failure_notice(dag_id="d", run_id="r1", reason="task_failure", failed_task="conclude",
+                                   report_folder=tmp_path)
+    notify.send(notice, {notify.ENV: f"{__name__}:recorded"})
+    assert recorded.last.subject == "user_trades parity broken: d run r1"
+    assert recorded.last.body == (f"reason: task_failure (task conclude)\n"
+                                  f"figures: missing 2, mismatched 0, orphans 1, rejected 4, repaired 0\n"
+                                  f"report: {tmp_path}")
+    with caplog.at_level(logging.ERROR):
+        notify.send(notice, {notify.ENV: "no_such_module_here:notify"})
+    assert "user_trades parity broken: d run r1" in caplog.text   # the log got it anyway
