@@ -20,7 +20,8 @@ TAGS = ["user_trades_migration"]
 
 # Errors a retry cannot fix fail at once; everything else (timeouts, unavailable nodes) retries.
 FAIL_FAST = ExceptionRetryPolicy(rules=[
-    RetryRule(exception=[ConfigError, SchemaDriftError, PhaseOrderError, "cassandra.InvalidRequest",
+    RetryRule(exception=[ConfigError, SchemaDriftError, PhaseOrderError, "trade_migration.flags.FlagConflict",
+                         "trade_migration.queries.ReadPathBlocked", "cassandra.InvalidRequest",
                          "cassandra.protocol.SyntaxException", "cassandra.Unauthorized",
                          "cassandra.AuthenticationFailed"],
               action=RetryAction.FAIL, reason="a retry cannot fix this; fix the cause and rerun"),

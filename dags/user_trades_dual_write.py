@@ -16,7 +16,7 @@ from airflow.sdk import Param, PokeReturnValue, dag, get_current_context, task
 
 from migration_common import DEFAULT_ARGS, TAGS, actor, cassandra, who_and_why
 from trade_migration import dual_writes, phases
-from trade_migration.flags import DUAL_WRITE, PHASE_STATUS, Flags
+from trade_migration.flags import DUAL_WRITE, NEW_ONLY, PHASE_STATUS, Flags, check_writer_switch
 from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,9 @@ SENSOR_TIMEOUT = timedelta(minutes=30)
     max_active_runs=1,
     doc_md=__doc__,
     params={
-        "value": Param(type="string", enum=["on", "off"],
-                       description="on: the settlement service also writes user_trades. off: roll back."),
+        "value": Param(type="string", enum=["on", "off", "new_only"],
+                       description="on: the settlement service also writes user_trades. off: roll back."
+                                   " new_only: it stops writing settled_trades (after reads moved; before cleanup)."),
         "refresh_bound_s": Param(30, type="integer", minimum=0, maximum=3600,
                                  description="How long the settlement services may take to re-read the flag."),
         "min_trades": Param(10, type="integer", minimum=1, maximum=10000,
@@ -52,10 +53,13 @@ def user_trades_dual_write():
         with cassandra() as (session, config):
             state = phases.State(session, config)
             state.require(phases.DUAL_WRITE)
-            flag = Flags(session, config).set(DUAL_WRITE, p["value"], actor=actor(ctx), reason=p["reason"])
-            state.mark(phases.DUAL_WRITE, PHASE_STATUS[(DUAL_WRITE, flag.value)], run_id=ctx["run_id"],
-                       actor=actor(ctx), reason=p["reason"],
-                       details={"flag_version": flag.version, "flag_changed_at": flag.changed_at})
+            flags = Flags(session, config)
+            check_writer_switch(p["value"], flags.all())
+            flag = flags.set(DUAL_WRITE, p["value"], actor=actor(ctx), reason=p["reason"])
+            if flag.value != NEW_ONLY:   # new_only keeps the phase (and its dual-write start) as it is
+                state.mark(phases.DUAL_WRITE, PHASE_STATUS[(DUAL_WRITE, flag.value)], run_id=ctx["run_id"],
+                           actor=actor(ctx), reason=p["reason"],
+                           details={"flag_version": flag.version, "flag_changed_at": flag.changed_at})
         return {"value": flag.value, "version": flag.version, "changed_at": flag.changed_at.isoformat()}
 
     @task.short_circuit

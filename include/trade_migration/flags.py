@@ -42,6 +42,18 @@ PHASE_STATUS = {
 }
 
 
+def check_writer_switch(value: str, current: dict[str, "Flag"]) -> None:
+    """new_only (the writer stops writing settled_trades) only once reads have moved to
+    user_trades and dual writes are on: otherwise trades would vanish from some read path."""
+    if value != NEW_ONLY:
+        return
+    if current[READ_PATH].value != "user_trades":
+        raise ConfigError(f"dual_write cannot be {NEW_ONLY!r} while read_path is {current[READ_PATH].value!r}:"
+                          " switch reads to user_trades first (user_trades_read_path)")
+    if current[DUAL_WRITE].value not in ("on", NEW_ONLY):
+        raise ConfigError(f"dual_write cannot go from {current[DUAL_WRITE].value!r} to {NEW_ONLY!r}; turn it on first")
+
+
 class FlagConflict(RuntimeError):
     """Someone changed the flag since it was read; nothing was written. Re-read and decide again."""
 

@@ -175,13 +175,22 @@ def compare_pair(paths: ReadPaths, user_id: int, symbol: str, limit: int = DEFAU
     return len(old_by_key.keys() | new_by_key.keys()), diffs
 
 
-def shadow_compare(paths: ReadPaths, pairs: list[tuple[int, str]], *, limit: int = DEFAULT_LIMIT) -> ShadowReport:
-    """Run both paths for every pair and report every difference."""
+def shadow_compare(paths: ReadPaths, pairs: list[tuple[int, str]], *, limit: int = DEFAULT_LIMIT,
+                   recheck_delay_s: float = 1.0) -> ShadowReport:
+    """Run both paths for every pair and report every difference that is still there on a
+    second look: a live trade settled between the two reads of a pair is not a difference."""
     report = ShadowReport(pairs=len(pairs))
+    suspects = []
     for user_id, symbol in pairs:
         rows, diffs = compare_pair(paths, user_id, symbol, limit)
         report.rows_compared += rows
-        report.differences += diffs
+        if diffs:
+            suspects.append((user_id, symbol, diffs))
+    if suspects:
+        time.sleep(recheck_delay_s)
+    for user_id, symbol, diffs in suspects:
+        again = set(compare_pair(paths, user_id, symbol, limit)[1])
+        report.differences += [d for d in diffs if d in again]
     return report
 
 

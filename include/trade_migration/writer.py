@@ -26,7 +26,7 @@ from cassandra.metadata import Murmur3Token
 from . import generator, statements
 from .config import TARGET_TABLE, Config, identifier
 from .cql import prepared
-from .flags import DUAL_WRITE, Flags
+from .flags import DUAL_WRITE, NEW_ONLY, RETIRED, Flags
 from .ledger import now
 from .symbols import load_symbol_ids
 from .trades import MATCHED_AT, SETTLED_AT, TRADE_ID, Reject, convert, raw_values
@@ -67,7 +67,7 @@ class Settled:
     trade_id: int
     write_time: int       # microseconds, the USING TIMESTAMP of every row written for it
     dual_write: bool      # whether the flag was on for this trade
-    outcome: str          # "settled_only", "dual_written", "rejected" or "dual_write_failed"
+    outcome: str          # "settled_only", "dual_written", "new_only", "rejected" or "dual_write_failed"
 
 
 def row_token(trade_id: int) -> int:
@@ -111,6 +111,10 @@ class SettlementWriter:
 
     # --- the flag -----------------------------------------------------------------------------
     def dual_write_on(self) -> bool:
+        """True while user_trades must be written (on, new_only, retired)."""
+        return self.mode() != "off"
+
+    def mode(self) -> str:
         """The dual_write flag, re-read when the last read is `flag_refresh_s` old (with symbols).
 
         When the flag cannot be read, the last known value stays in force and the read is
@@ -129,37 +133,46 @@ class SettlementWriter:
                 if value != self._dual_write:
                     log.info("dual_write flag is now %r", value)
                 self._dual_write, self._flag_read_at = value, t
-        return self._dual_write == "on"
+        return self._dual_write
 
     # --- one settlement -----------------------------------------------------------------------
     def settle(self, trade: tuple, *, write_time: int | None = None) -> Settled:
-        """Write one trade (a SETTLED_COLUMNS tuple). Raises only if settled_trades is not written."""
+        """Write one trade (a SETTLED_COLUMNS tuple). Raises only if the settlement itself fails:
+        settled_trades, or user_trades once it is the only table written (new_only, retired)."""
         ts = write_time if write_time is not None else time.time_ns() // 1000
         trade_id = trade[TRADE_ID]
+        mode = self.mode()
+        if mode in (NEW_ONLY, RETIRED):
+            return self._write_user_trades(trade, ts, "new_only")
         self.session.execute(self.insert_settled, (*trade, ts))
         self.stats.settled += 1
         self.stats.last_trade_id = trade_id
-        if not self.dual_write_on():
+        if mode != "on":
             return Settled(trade_id, ts, False, "settled_only")
         try:
-            out = convert(trade, self._symbol_ids)
-            if isinstance(out, Reject):
-                self.session.execute(self.insert_reject, (trade_id, row_token(trade_id), out.reason,
-                                                          raw_values(trade), "writer", now()))
-                self.stats.rejected += 1
-                return Settled(trade_id, ts, True, "rejected")
-            stmt = prepared(self.session, statements.insert_user_trade_into(
-                self.config.keyspace, self.opt.user_trades_table), consistency=self.config.write_cl)
-            futures = [self.session.execute_async(stmt, (*row, ts)) for row in out]
-            for future in futures:
-                future.result()
-            self.stats.user_trade_rows += len(out)
-            return Settled(trade_id, ts, True, "dual_written")
+            return self._write_user_trades(trade, ts, "dual_written")
         except Exception as exc:  # noqa: BLE001 - the settlement stands; parity repairs user_trades
             self.stats.user_trades_failed += 1
             self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
             log.warning("trade %s settled, but its user_trades write failed: %s", trade_id, self.stats.last_error)
             return Settled(trade_id, ts, True, "dual_write_failed")
+
+    def _write_user_trades(self, trade: tuple, ts: int, outcome: str) -> Settled:
+        """The trade's two user_trades rows, or its reject, with the settlement's timestamp."""
+        trade_id = trade[TRADE_ID]
+        out = convert(trade, self._symbol_ids)
+        if isinstance(out, Reject):
+            self.session.execute(self.insert_reject, (trade_id, row_token(trade_id), out.reason,
+                                                      raw_values(trade), "writer", now()))
+            self.stats.rejected += 1
+            return Settled(trade_id, ts, True, "rejected")
+        stmt = prepared(self.session, statements.insert_user_trade_into(
+            self.config.keyspace, self.opt.user_trades_table), consistency=self.config.write_cl)
+        for future in [self.session.execute_async(stmt, (*row, ts)) for row in out]:
+            future.result()
+        self.stats.user_trade_rows += len(out)
+        self.stats.last_trade_id = trade_id
+        return Settled(trade_id, ts, True, outcome)
 
     # --- live traffic -------------------------------------------------------------------------
     def run(self, stop: threading.Event | None = None, *, count: int | None = None) -> WriterStats:

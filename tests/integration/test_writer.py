@@ -127,3 +127,27 @@ def test_the_writer_picks_up_a_flag_change_within_its_bound(db, cfg, symbols):
     # and the first dual-written trade came within the bound
     first = min(settled(db, cfg)[t][0][13] for t in dual)
     assert changed <= first + timedelta(milliseconds=1) and first <= committed + timedelta(seconds=bound + 0.05)
+
+
+def test_new_only_writes_user_trades_alone_and_needs_reads_moved(db, cfg):
+    """After the switch the writer stops writing settled_trades; the switch needs reads on user_trades."""
+    from trade_migration import generator
+    from trade_migration.config import ConfigError
+    from trade_migration.flags import DUAL_WRITE, NEW_ONLY, READ_PATH, Flags, check_writer_switch
+    from trade_migration.writer import SettlementWriter, WriterOptions, live_trades
+
+    generator.write_symbols(db, cfg.keyspace)
+    flags = Flags(db, cfg)
+    flags.set(DUAL_WRITE, "on", actor="t", reason="dual writes")
+    with pytest.raises(ConfigError, match="switch reads to user_trades first"):
+        check_writer_switch(NEW_ONLY, flags.all())
+    flags.set(READ_PATH, "shadow", actor="t", reason="shadow")
+    flags.set(READ_PATH, "user_trades", actor="t", reason="reads moved")
+    check_writer_switch(NEW_ONLY, flags.all())
+    flags.set(DUAL_WRITE, NEW_ONLY, actor="t", reason="stop writing the legacy table")
+    writer = SettlementWriter(db, cfg, WriterOptions(flag_refresh_s=0))
+    trades = [t for t, _ in zip(live_trades(5_000_000, 3), range(20))]
+    outcomes = [writer.settle(t).outcome for t in trades]
+    assert db.execute(f"SELECT count(*) FROM {cfg.keyspace}.settled_trades").one()[0] == 0
+    rows = db.execute(f"SELECT count(*) FROM {cfg.keyspace}.user_trades").one()[0]
+    assert rows == 2 * outcomes.count("new_only") and outcomes.count("new_only") + outcomes.count("rejected") == 20
