@@ -6,7 +6,7 @@ SCYLLA_DRIVER := $(shell sed -n 's/^scylla-driver==//p' requirements.txt)
 RUN := bin/airflow-env
 PYTEST_ARGS ?=
 
-.PHONY: venv db-up db-down db-status airflow-init demo test test-unit test-integration test-dags bench clean
+.PHONY: venv db-up db-down db-status airflow-init browser demo test test-unit test-integration test-dags bench clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt
@@ -34,7 +34,13 @@ airflow-init: venv
 demo: venv db-up airflow-init
 	$(RUN) python scripts/demo.py
 
-test: venv db-up airflow-init
+# Debian's chromium for the browser tests (tests/e2e/test_browser.py drives it with PyPI playwright;
+# `playwright install` cannot download browsers here).
+browser:
+	@test -x /usr/bin/chromium || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+test: venv db-up airflow-init browser
 	$(RUN) pytest $(PYTEST_ARGS)
 
 test-unit: venv

@@ -27,10 +27,10 @@ WHO = {"actor": "demo", "reason": "make demo on the local node"}
 PHASES = [
     ("user_trades_create_table", {}),
     ("user_trades_dual_write", {"value": "on"}),
-    ("user_trades_read_path", {"value": "shadow", "sample_users": 100}),
+    ("user_trades_read_path", {"value": "shadow", "sample_users": 30}),
     ("user_trades_backfill", {"parallelism": 2}),
     ("user_trades_verify", {"mode": "full"}),
-    ("user_trades_read_path", {"value": "user_trades", "sample_users": 100}),
+    ("user_trades_read_path", {"value": "user_trades", "sample_users": 30}),
 ]
 
 

@@ -9,9 +9,10 @@ ranges again; open the "Trade migration" page from the navigation and check what
 against the database; approve user_trades_cleanup's approval step from Required Actions and
 see settled_trades dropped. Screenshots of each step go to artifacts/screenshots/ui_*.png.
 
-user_trades_cleanup is triggered through the REST API, not its form: the form keeps Trigger
-disabled until every empty-string Param is filled, skip_archive_reason included, so from the
-form the cleanup could only run without an archive (see the note on issue 7).
+user_trades_cleanup is triggered through the REST API, not its form: Airflow's form treats a
+Param of type "string" as required and keeps Trigger disabled while any is empty, so with its
+"" defaults (archive_dir, skip_archive_reason, ...) the cleanup could only be triggered from the
+form by giving skip_archive_reason, that is without an archive.
 """
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ import urllib.parse
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
+from playwright.sync_api import sync_playwright
 
 from airflow_server import REPO, free_port, running_airflow
 from cleanup_state import add_parity_run, set_flag, utcnow
@@ -33,7 +36,6 @@ from trade_migration.flags import DUAL_WRITE, NEW_ONLY, READ_PATH, RETIRED, Flag
 from trade_migration.ledger import DONE, Ledger, within
 
 pytestmark = pytest.mark.e2e
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 SHOTS = REPO / "artifacts" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
@@ -54,6 +56,8 @@ def airflow(cfg, tmp_path_factory):
            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
     with running_airflow(home, env=env) as server:
+        server.client.close()    # a patient client: on a busy 2-core machine one poll can wait past 30 s
+        server.client = httpx.Client(base_url=server.url, timeout=180)
         server.api("POST", "/pools", json={"name": POOL, "slots": 4, "description": "backfill (e2e)"}, expect=(201,))
         yield server
 
@@ -62,7 +66,7 @@ def airflow(cfg, tmp_path_factory):
 def browser():
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium")
-    with playwright_api.sync_playwright() as pw:
+    with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
@@ -74,7 +78,7 @@ def page(browser):
     SHOTS.mkdir(parents=True, exist_ok=True)
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     tab = context.new_page()
-    tab.set_default_timeout(60_000)
+    tab.set_default_timeout(180_000)
     yield tab
     context.close()
 

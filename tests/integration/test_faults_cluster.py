@@ -345,35 +345,59 @@ def test_a_client_timeout_on_an_oversized_range_resplits_it(target, source):
 
 
 def test_a_server_timeout_on_an_oversized_range_resplits_it(target, source):
-    """Node 4 is frozen (SIGSTOP): still 'up' in gossip, it never answers. The backfill reads at
-    ALL through coordinators 2 and 3, so a coordinator waits for node 4 and gives up after its
-    range_request_timeout: a server-side ReadTimeout on that range."""
+    """Node 4 is frozen (SIGSTOP) while the backfill copies the largest range: still 'up' in
+    gossip, it never answers. The scan reads at ALL through coordinators 2 and 3, so the
+    coordinator waits for node 4 and gives up after its range_request_timeout: a server-side
+    ReadTimeout in the middle of that range. The freeze comes once the range is running (its
+    symbols and statements loaded), so only the scan needs node 4; writes still reach QUORUM."""
     ledger = Ledger(target, CFG, "server_timeout")
     states = sorted(plan.ensure_ledger(target, CFG, ledger, 1), key=lambda s: s.range_end - s.range_start)
     biggest = states[-1]
     strict = Config(keyspace=KEYSPACE, contact_points=("127.0.0.2",), replication=REPLICATION,
                     read_consistency="ALL", write_consistency="QUORUM", serial_consistency="SERIAL")
     profile = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy(["127.0.0.2", "127.0.0.3"]),
-                               request_timeout=90, consistency_level=CFG.read_cl)   # only the scan reads at ALL
+                               request_timeout=90, consistency_level=CFG.read_cl)
     cluster = Cluster(["127.0.0.2"], protocol_version=4, execution_profiles={EXEC_PROFILE_DEFAULT: profile})
     worker_session = cluster.connect()
+    outcome: dict = {}
+
+    def task() -> None:
+        try:
+            outcome["result"] = backfill.run_batch(worker_session, strict, "server_timeout", [biggest.token_range],
+                                                   Options(page_timeout=80, fetch_size=200, rows_per_second=1500))
+        except Exception as exc:   # noqa: BLE001 - what the task would raise
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=task)
+    frozen_at = None
     try:
+        worker.start()
+        running = wait_until(lambda: next((s for s in ledger.load() if s.range_start == biggest.range_start
+                                           and s.status == RUNNING and s.checkpoint not in (None, s.range_start)),
+                                          None) or not worker.is_alive(), "the largest range to be copying")
+        assert worker.is_alive(), outcome
+        frozen_at = running.checkpoint
         os.kill(node_pid(4), signal.SIGSTOP)
-        with pytest.raises(RangeTimeout):
-            backfill.run_batch(worker_session, strict, "server_timeout", [biggest.token_range],
-                               Options(page_timeout=80))
+        worker.join(timeout=600)
+        assert not worker.is_alive()
     finally:
         os.kill(node_pid(4), signal.SIGCONT)
         cluster.shutdown()
     restore(target)
+    assert isinstance(outcome.get("error"), RangeTimeout), outcome
     flagged = {s.range_start: s for s in ledger.load()}[biggest.range_start]
     assert flagged.resplit and flagged.status == "failed"
     assert flagged.last_error.startswith("timeout: Error from server: code=1200 [Coordinator node timed out"
                                          " waiting for replica nodes' responses]"), flagged.last_error
+    assert "'consistency': 'ALL'" in flagged.last_error
+    assert biggest.range_start < frozen_at <= flagged.checkpoint < biggest.range_end   # stopped mid-range
 
     backfill.run_batch(target, CFG, "server_timeout", RING, Options())      # the retry, at QUORUM
     children = resplit_children(target, "server_timeout")
     assert list(children) == [biggest.range_start] and len(children[biggest.range_start]) == 3
+    pieces = sorted([flagged.checkpoint] + [c.range_start for c in children[biggest.range_start]])
+    assert pieces[0] == flagged.checkpoint                                   # what was left, cut in 4
     assert assert_done_exactly(target, "server_timeout", source)["ranges"] == len(states) + 3
-    FAULTS.append("d2) server-side ReadTimeout (replica 127.0.0.4 frozen with SIGSTOP, read at ALL) on the largest"
-                  " range: flagged, re-split into 4 on the retry; exact")
+    FAULTS.append("d2) server-side ReadTimeout (replica 127.0.0.4 frozen with SIGSTOP mid-range, scan at ALL):"
+                  " the range stopped at its checkpoint, flagged, and its remainder was re-split into 4 on the"
+                  " retry; exact")
