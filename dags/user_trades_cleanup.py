@@ -32,7 +32,16 @@ RESPONSE_TIMEOUT = timedelta(seconds=int(os.environ.get("TM_APPROVAL_TIMEOUT_S",
 APPROVE_TASK = "approve"
 
 
+OPTIONAL_TEXT = ("override_reason", "acknowledge_rejects", "archive_dir", "skip_archive_reason")
+
+
+def text_params(params) -> dict:
+    """The run's Params, optional text ones as '' when left empty (null) in the trigger form."""
+    return {k: ("" if v is None and k in OPTIONAL_TEXT else v) for k, v in params.items()}
+
+
 def gate_options(params) -> cleanup.GateOptions:
+    params = text_params(params)
     return cleanup.GateOptions(min_days=params["min_days"], override_reason=params["override_reason"],
                                parity_runs=params["parity_runs"], backfill_id=params["backfill_id"],
                                acknowledge_rejects=params["acknowledge_rejects"])
@@ -67,19 +76,19 @@ class CleanupApproval(ApprovalOperator):
     params={
         "min_days": Param(cleanup.REQUIRED_DAYS, type="integer", minimum=0, maximum=3650,
                           description="Days the gateway must have read user_trades (fewer needs override_reason)."),
-        "override_reason": Param("", type="string", maxLength=2000,
+        "override_reason": Param(None, type=["null", "string"], maxLength=2000,
                                  description="Why fewer than 30 days are enough. Audited."),
         "parity_runs": Param(7, type="integer", minimum=1, maximum=365,
                              description="The newest parity runs that must all be clean or repaired."),
         "backfill_id": Param("main", type="string", pattern="^[a-z][a-z0-9_]{0,47}$",
                              description="The backfill ledger that must be complete."),
-        "acknowledge_rejects": Param("", type="string", maxLength=2000,
+        "acknowledge_rejects": Param(None, type=["null", "string"], maxLength=2000,
                                      description="Why the rejected trades (never in user_trades) may go with the"
                                                  " table; needed while rejected_trades is not empty. Audited;"
                                                  " later runs reuse it while the rejects stay the same."),
-        "archive_dir": Param("", type="string", maxLength=1000,
+        "archive_dir": Param(None, type=["null", "string"], maxLength=1000,
                              description="Absolute directory for the Parquet archive (empty: $TM_REPORT_DIR/archive)."),
-        "skip_archive_reason": Param("", type="string", maxLength=2000,
+        "skip_archive_reason": Param(None, type=["null", "string"], maxLength=2000,
                                      description="Drop without an archive; why. Audited. Empty: archive first."),
         "archive_parallelism": Param(4, type="integer", minimum=1, maximum=32,
                                      description="Token ranges archived at once."),
@@ -93,7 +102,7 @@ def user_trades_cleanup():
     @task(retries=0)
     def check_gates() -> dict:
         ctx = get_current_context()
-        p = ctx["params"]
+        p = text_params(ctx["params"])
         opts = gate_options(p)
         archive.archive_root(p["archive_dir"])                     # a bad path fails here, not after approval
         with cassandra() as (session, config):
@@ -110,7 +119,7 @@ def user_trades_cleanup():
     @task
     def summarize(report: dict) -> dict:
         ctx = get_current_context()
-        p = ctx["params"]
+        p = text_params(ctx["params"])
         where = str(archive.run_dir(archive.archive_root(p["archive_dir"]), ctx["run_id"]))
         with cassandra() as (session, config):
             counts = archive.table_counts(session, config)
@@ -131,7 +140,7 @@ def user_trades_cleanup():
     @task
     def archive_table(summary: dict) -> dict:
         ctx = get_current_context()
-        p = ctx["params"]
+        p = text_params(ctx["params"])
         decision = approved(ctx)
         with cassandra() as (session, config):
             cleanup.evaluate(session, config, gate_options(p)).raise_if_failed()

@@ -126,24 +126,45 @@ def test_every_string_param_is_validated_or_known_free_text(bag):
     assert unknown == []
 
 
-def test_validated_params_refuse_every_injection_before_a_run_exists(bag, airflow_conn, db):
+FIRST_TASK = {"user_trades_backfill": "plan_ranges", "user_trades_cleanup": "check_gates"}
+
+
+def test_validated_params_refuse_every_injection(bag, airflow_conn, db, capfd):
+    """Refused by the Param before a run exists, or, where a JSON-schema pattern lets a value
+    through, by config.identifier() in the first task, on its first try, with nothing written."""
     from airflow.sdk.definitions.param import ParamValidationError
 
+    mark_done(db, airflow_conn, phases.CREATE_TABLE, phases.DUAL_WRITE)   # so a backfill run reaches its ledger
     before, runs = snapshot(db, airflow_conn.keyspace), run_count()
-    checked = 0
+    refused, past_param = 0, []
     for dag_id, dag in sorted(bag.dags.items()):
         for name, schema in string_params(dag).items():
             if not validated(schema):
                 continue
+            target = fresh(dag_id)
             for bad in INJECTIONS:
                 if bad in (schema.get("enum") or ()):
                     continue
-                with pytest.raises(ParamValidationError):
-                    dag.test(run_conf={**REQUIRED.get(dag_id, {}), name: bad})
-                checked += 1
-    count("validated Param injection", checked)
-    assert checked >= 5 * (len(INJECTIONS) - 1)   # backfill_id x2, dual_write/read_path value, verify mode
-    assert run_count() == runs
+                try:
+                    dr = target.test(run_conf={**REQUIRED.get(dag_id, {}), name: bad})
+                except ParamValidationError as exc:
+                    assert name in str(exc)
+                    refused += 1
+                    continue
+                past_param.append((dag_id, name, bad))
+                first = FIRST_TASK[dag_id]
+                assert str(dr.state) == "failed" and task_states(dr)[first] == {"failed"} and tries(dr, first) == [1]
+                out = capfd.readouterr()
+                assert f"ConfigError: backfill_id must match [a-z][a-z0-9_]{{0,47}} (got {bad!r})" in out.out + out.err
+                target = fresh(dag_id)
+    count("validated Param injection", refused + len(past_param))
+    assert refused >= 5 * (len(INJECTIONS) - 2)   # backfill_id x2, dual_write/read_path value, verify mode
+    # JSON-schema patterns are searched with Python's re, where '$' also matches before a final
+    # newline: 'main\n' passes the Param's pattern; identifier() (fullmatch) is what stops it.
+    assert {(d, n, b) for d, n, b in past_param} <= {(d, "backfill_id", "main\n") for d in FIRST_TASK}
+    print(f"\nvalidated Params: {refused} injections refused by the Param, {len(past_param)} past it and refused"
+          f" by identifier() in the first task: {past_param}")
+    assert run_count() == runs + len(past_param)
     assert snapshot(db, airflow_conn.keyspace) == before
 
 
@@ -363,8 +384,9 @@ def test_tls_options_of_the_connection_reach_the_driver(monkeypatch):
     from airflow.providers.apache.cassandra.hooks.cassandra import CassandraHook
     from migration_common import cassandra
 
-    ssl_options = {"ca_certs": ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt",
-                   "cert_reqs": int(ssl.CERT_REQUIRED)}
+    import certifi
+
+    ssl_options = {"ca_certs": certifi.where(), "cert_reqs": int(ssl.CERT_REQUIRED)}
     extras = {"ssl_options": ssl_options, "read_consistency": "LOCAL_QUORUM", "write_consistency": "LOCAL_QUORUM",
               "load_balancing_policy": "DCAwareRoundRobinPolicy",
               "load_balancing_policy_args": {"local_dc": "datacenter1"}}

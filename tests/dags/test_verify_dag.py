@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, load_trades, mark_done
+from conftest import REPO, load_trades, mark_done
 from trade_migration import backfill, phases, plan, statements
 from trade_migration.cql import prepared
 from trade_migration.ledger import Ledger

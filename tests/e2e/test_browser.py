@@ -1,7 +1,7 @@
 """The migration run by an operator in a real browser: headless Chromium against a real Airflow.
 
 Airflow (api-server, scheduler, dag-processor, triggerer; tests/e2e/airflow_server.py) points at
-this module's keyspace, holding generated trades with the table created and dual writes on. In
+this module's keyspace: generated trades, phases create_table and dual_write recorded done. In
 the browser, as the operators work: log in; trigger user_trades_backfill from its trigger form
 with Params typed in (splits, parallelism, who and why) and wait for it; the mapped copy tasks
 are named by their token spans; clear one of them from its task page and watch it copy its
@@ -10,7 +10,7 @@ against the database; approve user_trades_cleanup's approval step from Required 
 see settled_trades dropped. Screenshots of each step go to artifacts/screenshots/ui_*.png.
 
 user_trades_cleanup is triggered through the REST API, not its form: Airflow's form treats a
-Param of type "string" as required and keeps Trigger disabled while any is empty, so with its
+non-nullable string Param as required and keeps Trigger disabled while any is empty, so with its
 "" defaults (archive_dir, skip_archive_reason, ...) the cleanup could only be triggered from the
 form by giving skip_archive_reason, that is without an archive.
 """
