@@ -15,6 +15,7 @@ reject, nothing extra, nothing lost.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -87,8 +88,23 @@ def hosts_up(session) -> set[str]:
     return {h.address for h in session.cluster.metadata.all_hosts() if h.is_up}
 
 
+def knows_the_schema(session, host) -> bool:
+    """The node itself lists every table of the test keyspace. The launcher runs nodes with
+    -Dcassandra.unsafesystem=true (no commit log for the schema tables), so a node SIGKILLed soon
+    after the keyspace was created comes back without it and pulls it from its peers a little
+    after it answers CQL: until then it refuses statements on the keyspace."""
+    from conftest import ALL_TABLES as tables
+
+    try:
+        rows = session.execute("SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s",
+                               (KEYSPACE,), host=host, timeout=10)
+    except Exception:   # noqa: BLE001 - not ready yet
+        return False
+    return set(tables) <= {r.table_name for r in rows}
+
+
 def restore(session) -> None:
-    """Every node running and seen up by the driver (after a test, whatever it did)."""
+    """Every node running, seen up by the driver and holding the schema (after a test, whatever it did)."""
     for n in NODES:
         pid = node_pid(n)
         if pid is None:
@@ -97,6 +113,9 @@ def restore(session) -> None:
             os.kill(pid, signal.SIGCONT)          # harmless unless a test froze it
     everyone = {f"127.0.0.{n}" for n in NODES}
     wait_until(lambda: hosts_up(session) == everyone, "the driver to see all three nodes up")
+    wait_until(lambda: all(knows_the_schema(session, h) for h in session.cluster.metadata.all_hosts()),
+               "every node to hold the test keyspace's schema", every=0.5)
+    assert session.cluster.control_connection.wait_for_schema_agreement(wait_time=120)
 
 
 def kill_node(n: int) -> None:
@@ -106,12 +125,30 @@ def kill_node(n: int) -> None:
 
 @pytest.fixture(scope="module")
 def ring():
-    launcher("up")
+    """The ring for this module, held under an exclusive lock: a second run of this module from the
+    same checkout (another session, CI) would stop and restart these same nodes under this one."""
+    RING_BASE.mkdir(parents=True, exist_ok=True)
+    lock = (RING_BASE / ".lock").open("a+")
     try:
-        yield
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        pytest.fail(f"another run of the ring tests holds {RING_BASE / '.lock'} ({lock.read().strip()}); "
+                    "run them one at a time")
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()}")
+    lock.flush()
+    try:
+        launcher("up")
+        try:
+            yield
+        finally:
+            print("\n" + "\n".join(["faults injected on the ring:"] + [f"  - {f}" for f in FAULTS]))
+            launcher("down")
     finally:
-        print("\n" + "\n".join(["faults injected on the ring:"] + [f"  - {f}" for f in FAULTS]))
-        launcher("down")
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +229,7 @@ def test_a_node_lost_mid_backfill_then_a_retry_finishes_exactly(target, source, 
     first = complete(target, "node_lost")
 
     launcher("start-node", "3")
-    restore(target)
+    restore(target)                                     # up, and holding the schema again
     if first["complete"]:
         assert first_rc == 0 and after_kill == N            # the work went on at QUORUM with the node gone
         how = "run 1 finished on two nodes (QUORUM held)"
