@@ -8,15 +8,17 @@ import os
 from contextlib import contextmanager
 from datetime import timedelta
 
-from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule
+from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule, dag
 
-from trade_migration.config import Config, ConfigError, identifier
+from trade_migration.config import IDENTIFIER, Config, ConfigError, identifier
 from trade_migration.phases import PhaseOrderError
 from trade_migration.schema import SchemaDriftError
 
 CONN_ID = os.environ.get("TM_CONN_ID", "scylla_default")
 POOL = "cassandra_backfill"
 TAGS = ["user_trades_migration"]
+# For identifier Params; not '$', which in Python's re also matches before a final newline.
+ID_PATTERN = rf"^{IDENTIFIER.pattern}(?![\s\S])"
 
 # Errors a retry cannot fix fail at once; everything else (timeouts, unavailable nodes) retries.
 FAIL_FAST = ExceptionRetryPolicy(rules=[
@@ -35,6 +37,12 @@ DEFAULT_ARGS = {
     "max_retry_delay": timedelta(minutes=10),
     "retry_policy": FAIL_FAST,
 }
+
+
+def phase_dag(dag_id: str, *, doc: str, schedule=None, default_args: dict | None = None, **kwargs):
+    """@dag with what every migration DAG shares: one run at a time, no catchup, the retry rules."""
+    return dag(dag_id=dag_id, schedule=schedule, catchup=False, tags=TAGS, max_active_runs=1, doc_md=doc,
+               default_args=DEFAULT_ARGS if default_args is None else default_args, **kwargs)
 
 
 def who_and_why(*, required: bool = False) -> dict:

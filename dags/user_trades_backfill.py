@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, get_current_context, task
 
-from migration_common import DEFAULT_ARGS, POOL, TAGS, actor, cassandra, who_and_why
+from migration_common import ID_PATTERN, POOL, actor, cassandra, phase_dag, who_and_why
 from trade_migration import backfill, phases, plan, summary
 from trade_migration.ledger import Ledger
 from trade_migration.session import is_scylla
@@ -20,16 +20,11 @@ BACKFILL_DONE = Asset("cassandra://trading/user_trades/backfill")
 MAX_PARALLEL = 16
 
 
-@dag(
-    dag_id="user_trades_backfill",
-    schedule=None,
-    catchup=False,
-    tags=TAGS,
-    default_args=DEFAULT_ARGS,
-    max_active_runs=1,
-    doc_md=__doc__,
+@phase_dag(
+    "user_trades_backfill",
+    doc=__doc__,
     params={
-        "backfill_id": Param("main", type="string", pattern="^[a-z][a-z0-9_]{0,47}$",
+        "backfill_id": Param("main", type="string", pattern=ID_PATTERN,
                              description="Ledger name; reruns with the same id resume it."),
         "splits": Param(None, type=["null", "integer"], minimum=1, maximum=8192,
                         description="Token ranges for a new ledger (empty: from the size estimate)."),

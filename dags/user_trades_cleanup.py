@@ -18,10 +18,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from migration_common import DEFAULT_ARGS, TAGS, actor, cassandra, who_and_why
+from migration_common import ID_PATTERN, actor, cassandra, phase_dag, who_and_why
 from trade_migration import approval, archive, cleanup, phases
 from trade_migration.flags import DUAL_WRITE, Flags
 
@@ -65,14 +65,10 @@ class CleanupApproval(ApprovalOperator):
         return super().execute_complete(context, event)
 
 
-@dag(
-    dag_id="user_trades_cleanup",
+@phase_dag(
+    "user_trades_cleanup",
+    doc=__doc__,
     schedule="@daily",
-    catchup=False,
-    tags=TAGS,
-    default_args=DEFAULT_ARGS,
-    max_active_runs=1,
-    doc_md=__doc__,
     params={
         "min_days": Param(cleanup.REQUIRED_DAYS, type="integer", minimum=0, maximum=3650,
                           description="Days the gateway must have read user_trades (fewer needs override_reason)."),
@@ -80,7 +76,7 @@ class CleanupApproval(ApprovalOperator):
                                  description="Why fewer than 30 days are enough. Audited."),
         "parity_runs": Param(7, type="integer", minimum=1, maximum=365,
                              description="The newest parity runs that must all be clean or repaired."),
-        "backfill_id": Param("main", type="string", pattern="^[a-z][a-z0-9_]{0,47}$",
+        "backfill_id": Param("main", type="string", pattern=ID_PATTERN,
                              description="The backfill ledger that must be complete."),
         "acknowledge_rejects": Param(None, type=["null", "string"], maxLength=2000,
                                      description="Why the rejected trades (never in user_trades) may go with the"

@@ -8,22 +8,17 @@ from __future__ import annotations
 
 import logging
 
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import get_current_context, task
 
-from migration_common import DEFAULT_ARGS, TAGS, actor, cassandra, who_and_why
+from migration_common import actor, cassandra, phase_dag, who_and_why
 from trade_migration import phases, schema
 
 log = logging.getLogger(__name__)
 
 
-@dag(
-    dag_id="user_trades_create_table",
-    schedule=None,
-    catchup=False,
-    tags=TAGS,
-    default_args=DEFAULT_ARGS,
-    max_active_runs=1,
-    doc_md=__doc__,
+@phase_dag(
+    "user_trades_create_table",
+    doc=__doc__,
     params=who_and_why(),
 )
 def user_trades_create_table():

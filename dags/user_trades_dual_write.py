@@ -12,9 +12,9 @@ import logging
 import random
 from datetime import datetime, timedelta
 
-from airflow.sdk import Param, PokeReturnValue, dag, get_current_context, task
+from airflow.sdk import Param, PokeReturnValue, get_current_context, task
 
-from migration_common import DEFAULT_ARGS, TAGS, actor, cassandra, who_and_why
+from migration_common import actor, cassandra, phase_dag, who_and_why
 from trade_migration import dual_writes, phases
 from trade_migration.flags import DUAL_WRITE, NEW_ONLY, PHASE_STATUS, Flags, check_writer_switch
 from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN
@@ -24,14 +24,9 @@ POKE_INTERVAL_S = 5
 SENSOR_TIMEOUT = timedelta(minutes=30)
 
 
-@dag(
-    dag_id="user_trades_dual_write",
-    schedule=None,
-    catchup=False,
-    tags=TAGS,
-    default_args=DEFAULT_ARGS,
-    max_active_runs=1,
-    doc_md=__doc__,
+@phase_dag(
+    "user_trades_dual_write",
+    doc=__doc__,
     params={
         "value": Param(type="string", enum=["on", "off", "new_only"],
                        description="on: the settlement service also writes user_trades. off: roll back."

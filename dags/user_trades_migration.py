@@ -9,9 +9,9 @@ is not in here: it waits on an operator's judgement of the shadow comparison.
 from __future__ import annotations
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import chain, dag
+from airflow.sdk import chain
 
-from migration_common import DEFAULT_ARGS, TAGS, who_and_why
+from migration_common import DEFAULT_ARGS, phase_dag, who_and_why
 
 PHASE_DAGS = ["user_trades_create_table", "user_trades_dual_write", "user_trades_backfill", "user_trades_verify"]
 WHO_AND_WHY = {"actor": "{{ params.actor or dag_run.triggering_user_name or 'airflow' }}",
@@ -19,14 +19,10 @@ WHO_AND_WHY = {"actor": "{{ params.actor or dag_run.triggering_user_name or 'air
 EXTRA_CONF = {"user_trades_dual_write": {"value": "on"}}
 
 
-@dag(
-    dag_id="user_trades_migration",
-    schedule=None,
-    catchup=False,
-    tags=TAGS,
+@phase_dag(
+    "user_trades_migration",
+    doc=__doc__,
     default_args={**DEFAULT_ARGS, "retries": 0},   # a failed phase is rerun by hand, after a look
-    max_active_runs=1,
-    doc_md=__doc__,
     params=who_and_why(required=True),
 )
 def user_trades_migration():

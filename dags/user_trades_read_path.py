@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, get_current_context, task
 
-from migration_common import DEFAULT_ARGS, TAGS, actor, cassandra, who_and_why
+from migration_common import actor, cassandra, phase_dag, who_and_why
 from trade_migration import phases, queries
 from trade_migration.flags import PHASE_STATUS, READ_PATH, Flags
 
@@ -21,14 +21,9 @@ log = logging.getLogger(__name__)
 SWITCH, TIMING = "switch_read_path", "latency_benchmark"
 
 
-@dag(
-    dag_id="user_trades_read_path",
-    schedule=None,
-    catchup=False,
-    tags=TAGS,
-    default_args=DEFAULT_ARGS,
-    max_active_runs=1,
-    doc_md=__doc__,
+@phase_dag(
+    "user_trades_read_path",
+    doc=__doc__,
     params={
         "value": Param(type="string", enum=["settled_trades", "shadow", "user_trades"],
                        description="Where the gateway reads users' trade history from."),

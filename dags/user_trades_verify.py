@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 
 from airflow.sdk import (Asset, AssetOrTimeSchedule, CronTriggerTimetable, ExceptionRetryPolicy, Param,
-                         RetryAction, RetryRule, dag, get_current_context, task)
+                         RetryAction, RetryRule, get_current_context, task)
 
-from migration_common import DEFAULT_ARGS, FAIL_FAST, POOL, TAGS, actor, cassandra, who_and_why
+from migration_common import FAIL_FAST, POOL, actor, cassandra, phase_dag, who_and_why
 from trade_migration import notify, parity, phases, report
 from trade_migration.parity_run import MODES, Run, Scope, default_mode
 
@@ -53,15 +53,11 @@ def _options(p: dict) -> parity.Options:
     return parity.Options(fetch_size=p["fetch_size"], concurrency=p["max_in_flight"])
 
 
-@dag(
-    dag_id="user_trades_verify",
+@phase_dag(
+    "user_trades_verify",
+    doc=__doc__,
     schedule=AssetOrTimeSchedule(timetable=NIGHTLY, assets=[BACKFILL_DONE]),
-    catchup=False,
-    tags=TAGS,
-    default_args=DEFAULT_ARGS,
-    max_active_runs=1,
     on_failure_callback=notify_failure,
-    doc_md=__doc__,
     params={
         "mode": Param(None, type=["null", "string"], enum=[None, *MODES],
                       description="full or sampled; empty: sampled for the nightly schedule, full otherwise."),

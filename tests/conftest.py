@@ -1,7 +1,6 @@
 """Shared fixtures: a real local Cassandra (started by `make test`), one keyspace per test module."""
 from __future__ import annotations
 
-import os
 import re
 import sys
 from pathlib import Path

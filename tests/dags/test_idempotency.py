@@ -36,7 +36,7 @@ from cleanup_state import prepare
 from conftest import REPO, load_trades, mark_done
 from db_snapshot import schema_of, snapshot
 from hitl_answer import Answer
-from trade_migration import backfill, generator, phases, plan, schema, statements
+from trade_migration import backfill, generator, phases, schema, statements
 from trade_migration.ledger import Ledger
 from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
 from trade_migration.writer import SettlementWriter, WriterOptions

@@ -9,7 +9,6 @@ equal to the table's) and drops it; the audit log names who (or the timeout) dec
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest

@@ -20,12 +20,11 @@ from datetime import datetime
 import pytest
 
 from conftest import REPO, load_trades
-from expectation import SETTLED, actual, assert_exact, expectation, raw_round_trips, source_rows, symbol_map
+from expectation import actual, assert_exact, expectation, raw_round_trips, source_rows, symbol_map
 from trade_migration import backfill, parity, plan, schema, statements, summary
 from trade_migration.backfill import Options
 from trade_migration.config import Config
 from trade_migration.ledger import DONE, PENDING, Ledger
-from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
 
 MIN_BIGINT, MAX_BIGINT = -(2**63), 2**63 - 1
 MIN_INT, MAX_INT = -(2**31), 2**31 - 1

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import inspect
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 
-from conftest import ALL_TABLES, REPO, load_trades
+from conftest import REPO, load_trades
 from trade_migration import archive, cleanup, flags, phases, plan, schema, statements, status, synthetic_ledger
-from trade_migration.config import Config, ConfigError, identifier
+from trade_migration.config import Config, ConfigError
 from trade_migration.flags import DUAL_WRITE, NEW_ONLY, Flags
 from trade_migration.ledger import Ledger
 from trade_migration.writer import WriterOptions
