@@ -8,10 +8,10 @@ import os
 from contextlib import contextmanager
 from datetime import timedelta
 
-from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule, dag
+from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule, dag, get_current_context, teardown
 
 from trade_migration.config import IDENTIFIER, Config, ConfigError, identifier
-from trade_migration.phases import PhaseOrderError
+from trade_migration.phases import PhaseOrderError, State
 from trade_migration.schema import SchemaDriftError
 
 CONN_ID = os.environ.get("TM_CONN_ID", "scylla_default")
@@ -84,3 +84,15 @@ def cassandra(conn_id: str = CONN_ID):
         yield session, config
     finally:
         hook.shutdown_cluster()
+
+
+def record_unfinished(phase: str):
+    """A teardown task: runs after everything else, even after a failure, and records `phase` as
+    failed if this run left it running. Teardowns do not decide the run's state."""
+    @teardown(task_id="record_unfinished")
+    def record_unfinished_phase() -> bool:
+        ctx = get_current_context()
+        with cassandra() as (session, config):
+            return State(session, config).fail_unfinished(phase, run_id=ctx["run_id"], actor=actor(ctx))
+
+    return record_unfinished_phase()

@@ -10,7 +10,7 @@ import logging
 
 from airflow.sdk import Asset, Param, get_current_context, task
 
-from migration_common import ID_PATTERN, POOL, actor, cassandra, phase_dag, who_and_why
+from migration_common import ID_PATTERN, POOL, actor, cassandra, phase_dag, record_unfinished, who_and_why
 from trade_migration import backfill, phases, plan, summary
 from trade_migration.ledger import Ledger
 from trade_migration.session import is_scylla
@@ -86,7 +86,7 @@ def user_trades_backfill():
                                                details={k: report[k] for k in ("rows_read", "rows_written", "rows_rejected")})
         return report
 
-    copy_ranges.expand(batch=plan_ranges()) >> summarize()
+    copy_ranges.expand(batch=plan_ranges()) >> summarize() >> record_unfinished(phases.BACKFILL)
 
 
 user_trades_backfill()

@@ -16,7 +16,7 @@ import logging
 from airflow.sdk import (Asset, AssetOrTimeSchedule, CronTriggerTimetable, ExceptionRetryPolicy, Param,
                          RetryAction, RetryRule, get_current_context, task)
 
-from migration_common import FAIL_FAST, POOL, actor, cassandra, phase_dag, who_and_why
+from migration_common import FAIL_FAST, POOL, actor, cassandra, phase_dag, record_unfinished, who_and_why
 from trade_migration import notify, parity, phases, report
 from trade_migration.parity_run import MODES, Run, Scope, default_mode
 
@@ -156,7 +156,7 @@ def user_trades_verify():
     surveyed = survey.partial(run=planned["run"]).expand(batch=planned)
     narrowed = narrow(planned["run"], surveyed)
     inspected = inspect.partial(run=planned["run"], scope=narrowed["scope"]).expand(batch=narrowed)
-    conclude(planned["run"], surveyed, inspected)
+    conclude(planned["run"], surveyed, inspected) >> record_unfinished(phases.VERIFY)
 
 
 user_trades_verify()

@@ -75,6 +75,17 @@ class State:
                               {k: str(v) for k, v in (details or {}).items()}, name))
         self.audit(name, status, actor=actor, reason=reason, details={"run_id": run_id, **(details or {})})
 
+    def fail_unfinished(self, name: str, *, run_id: str, actor: str) -> bool:
+        """Record `name` failed if run `run_id` left it running (a task failed for good); True if so.
+
+        Otherwise the migration state would show the phase running until the next attempt."""
+        rec = self.phase(name)
+        if rec is None or rec.status != RUNNING or rec.run_id != run_id:
+            return False
+        self.mark(name, FAILED, run_id=run_id, actor=actor, reason="a task of the run failed; see its log",
+                  details=dict(rec.details or {}))
+        return True
+
     def audit(self, phase: str, action: str, *, actor: str, reason: str = "", details: dict | None = None) -> None:
         stmt = prepared(self.session, statements.audit_insert(self.ks), consistency=self.cl, idempotent=False)
         self.session.execute(stmt,

@@ -49,3 +49,25 @@ def test_bad_params_are_refused_before_anything_runs(dag, db, airflow_conn):
     for conf in ({"backfill_id": "Robert'); DROP TABLE"}, {"parallelism": 0}, {"fetch_size": "many"}):
         with pytest.raises(ParamValidationError):
             dag.test(run_conf=conf)
+
+
+def test_a_task_failing_for_good_records_the_phase_failed(dag, db, airflow_conn, monkeypatch):
+    """Without the teardown the phase would stay 'running' after the run failed."""
+    from trade_migration import backfill
+    from trade_migration.config import ConfigError
+
+    def planted(*args, **kwargs):
+        raise ConfigError("planted: a failure no retry can fix")
+
+    mark_done(db, airflow_conn, "create_table", "dual_write")
+    monkeypatch.setattr(backfill, "run_batch", planted)
+    run = dag.test(run_conf={"backfill_id": "doomed", "splits": 4, "parallelism": 2})
+    assert run.state == "failed"   # the teardown's success does not hide the failure
+    states = ti_states(run)
+    assert (states[("copy_ranges", 0)], states[("copy_ranges", 1)], states[("summarize", -1)],
+            states[("record_unfinished", -1)]) == ("failed", "failed", "upstream_failed", "success")
+    phase = db.execute(f"SELECT status, run_id FROM {airflow_conn.keyspace}.migration_phases"
+                       f" WHERE phase='backfill'").one()
+    assert (phase.status, phase.run_id) == ("failed", run.run_id)
+    last = db.execute(f"SELECT action, reason FROM {airflow_conn.keyspace}.audit_log LIMIT 1").one()
+    assert (last.action, last.reason) == ("failed", "a task of the run failed; see its log")

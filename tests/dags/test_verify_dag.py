@@ -102,7 +102,8 @@ def test_a_clean_run_records_clean_and_completes_the_phase(bag, verify_env, airf
     dr = bag.get_dag("user_trades_verify").test(run_conf=FAST)   # manual, no mode: full
     assert str(dr.state) == "success"
     assert states(dr) == {"plan": {"success"}, "survey": {"success"}, "narrow": {"success"},
-                          "inspect": {"skipped"}, "conclude": {"success"}}   # digests agree: nothing to look up
+                          "inspect": {"skipped"}, "conclude": {"success"},   # digests agree: nothing to look up
+                          "record_unfinished": {"success"}}
     row = last_parity_run(db, airflow_conn)
     assert (row.run_id, row.mode, row.status, row.missing, row.mismatched, row.orphans) == (
         dr.run_id, "full", "clean", 0, 0, 0)
@@ -126,7 +127,7 @@ def test_a_broken_run_fails_and_calls_the_notifier(bag, verify_env, airflow_conn
     dr = bag.get_dag("user_trades_verify").test(run_conf={**FAST, "mode": "full"})
     assert str(dr.state) == "failed"
     assert states(dr) == {"plan": {"success"}, "survey": {"success"}, "narrow": {"success"},
-                          "inspect": {"success"}, "conclude": {"failed"}}
+                          "inspect": {"success"}, "conclude": {"failed"}, "record_unfinished": {"success"}}
     got = last_parity_run(db, airflow_conn)
     assert (got.run_id, got.status, got.missing, got.repaired) == (dr.run_id, "broken", 1, 0)
     assert phases.State(db, airflow_conn).phase(phases.VERIFY).status == phases.FAILED
