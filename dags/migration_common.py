@@ -46,15 +46,27 @@ def phase_dag(dag_id: str, *, doc: str, schedule=None, default_args: dict | None
 
 
 def who_and_why(*, required: bool = False) -> dict:
-    """Params every state-changing DAG takes: the operator's name and the reason."""
+    """Params every state-changing DAG takes: the operator's name and the reason.
+
+    Optional text Params are nullable: the trigger form treats a plain string Param as required
+    and keeps Trigger disabled while it is empty. Read them through text_params()."""
     reason = (Param(type="string", minLength=1, maxLength=2000, description="Why; kept in the audit log. Required.")
               if required else
-              Param("", type="string", maxLength=2000, description="Why; kept in the audit log."))
+              Param(None, type=["null", "string"], maxLength=2000, description="Why; kept in the audit log."))
     return {
-        "actor": Param("", type="string", maxLength=128,
-                       description="Who runs this (defaults to the user who triggered the run)."),
+        "actor": Param(None, type=["null", "string"], maxLength=128,
+                       description="Who runs this (empty: the user who triggered the run)."),
         "reason": reason,
     }
+
+
+OPTIONAL_TEXT = frozenset({"actor", "reason", "override_reason", "acknowledge_rejects", "archive_dir",
+                           "skip_archive_reason"})
+
+
+def text_params(params) -> dict:
+    """The run's Params, optional text ones as '' when left empty (null)."""
+    return {k: ("" if v is None and k in OPTIONAL_TEXT else v) for k, v in params.items()}
 
 
 def actor(context) -> str:
@@ -86,13 +98,13 @@ def cassandra(conn_id: str = CONN_ID):
         hook.shutdown_cluster()
 
 
-def record_unfinished(phase: str):
+def unfinished_phase_teardown(phase: str):
     """A teardown task: runs after everything else, even after a failure, and records `phase` as
     failed if this run left it running. Teardowns do not decide the run's state."""
-    @teardown(task_id="record_unfinished")
-    def record_unfinished_phase() -> bool:
+    @teardown
+    def record_unfinished() -> bool:
         ctx = get_current_context()
         with cassandra() as (session, config):
             return State(session, config).fail_unfinished(phase, run_id=ctx["run_id"], actor=actor(ctx))
 
-    return record_unfinished_phase()
+    return record_unfinished()

@@ -10,7 +10,8 @@ import logging
 
 from airflow.sdk import Asset, Param, get_current_context, task
 
-from migration_common import ID_PATTERN, POOL, actor, cassandra, phase_dag, record_unfinished, who_and_why
+from migration_common import (ID_PATTERN, POOL, actor, cassandra,
+                              phase_dag, text_params, unfinished_phase_teardown, who_and_why)
 from trade_migration import backfill, phases, plan, summary
 from trade_migration.ledger import Ledger
 from trade_migration.session import is_scylla
@@ -45,7 +46,7 @@ def user_trades_backfill():
     @task
     def plan_ranges() -> list[dict]:
         ctx = get_current_context()
-        p = ctx["params"]
+        p = text_params(ctx["params"])
         with cassandra() as (session, config):
             state = phases.State(session, config)
             state.require(phases.BACKFILL)
@@ -64,7 +65,7 @@ def user_trades_backfill():
     def copy_ranges(batch: dict) -> dict:
         ctx = get_current_context()
         ctx["token_span"] = batch["label"]
-        p = ctx["params"]
+        p = text_params(ctx["params"])
         with cassandra() as (session, config):
             options = backfill.Options(
                 fetch_size=p["fetch_size"], max_in_flight=p["max_in_flight"],
@@ -75,7 +76,7 @@ def user_trades_backfill():
     @task(outlets=[BACKFILL_DONE], trigger_rule="none_failed")
     def summarize() -> dict:
         ctx = get_current_context()
-        p = ctx["params"]
+        p = text_params(ctx["params"])
         with cassandra() as (session, config):
             report = summary.backfill_summary(Ledger(session, config, p["backfill_id"]).load())
             log.info("%s", summary.format_backfill(report))
@@ -86,7 +87,7 @@ def user_trades_backfill():
                                                details={k: report[k] for k in ("rows_read", "rows_written", "rows_rejected")})
         return report
 
-    copy_ranges.expand(batch=plan_ranges()) >> summarize() >> record_unfinished(phases.BACKFILL)
+    copy_ranges.expand(batch=plan_ranges()) >> summarize() >> unfinished_phase_teardown(phases.BACKFILL)
 
 
 user_trades_backfill()

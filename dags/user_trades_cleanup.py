@@ -21,7 +21,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from migration_common import ID_PATTERN, actor, cassandra, phase_dag, who_and_why
+from migration_common import ID_PATTERN, actor, cassandra, phase_dag, text_params, who_and_why
 from trade_migration import approval, archive, cleanup, phases
 from trade_migration.flags import DUAL_WRITE, Flags
 
@@ -30,14 +30,6 @@ log = logging.getLogger(__name__)
 # (TM_APPROVAL_TIMEOUT_S; the end-to-end test uses seconds), a run's Params may not.
 RESPONSE_TIMEOUT = timedelta(seconds=int(os.environ.get("TM_APPROVAL_TIMEOUT_S", 24 * 3600)))
 APPROVE_TASK = "approve"
-
-
-OPTIONAL_TEXT = ("override_reason", "acknowledge_rejects", "archive_dir", "skip_archive_reason")
-
-
-def text_params(params) -> dict:
-    """The run's Params, optional text ones as '' when left empty (null) in the trigger form."""
-    return {k: ("" if v is None and k in OPTIONAL_TEXT else v) for k, v in params.items()}
 
 
 def gate_options(params) -> cleanup.GateOptions:

@@ -10,7 +10,7 @@ import logging
 
 from airflow.sdk import get_current_context, task
 
-from migration_common import actor, cassandra, phase_dag, who_and_why
+from migration_common import actor, cassandra, phase_dag, text_params, who_and_why
 from trade_migration import phases, schema
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def user_trades_create_table():
                 live = schema.verify_user_trades(session, config)
             except schema.SchemaDriftError as exc:
                 phases.State(session, config).mark(phases.CREATE_TABLE, phases.FAILED, run_id=ctx["run_id"],
-                                                   actor=actor(ctx), reason=ctx["params"]["reason"],
+                                                   actor=actor(ctx), reason=text_params(ctx["params"])["reason"],
                                                    details={"drift": str(exc)})
                 raise
         return {"columns": len(live.columns), "partition_key": list(live.partition_key),
@@ -48,7 +48,7 @@ def user_trades_create_table():
         ctx = get_current_context()
         with cassandra() as (session, config):
             phases.State(session, config).mark(phases.CREATE_TABLE, phases.COMPLETED, run_id=ctx["run_id"],
-                                               actor=actor(ctx), reason=ctx["params"]["reason"], details=shape)
+                                               actor=actor(ctx), reason=text_params(ctx["params"])["reason"], details=shape)
         log.info("%s.user_trades verified: %s", config.keyspace, shape)
 
     record_phase(apply_schema() >> verify_table())

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Param, PokeReturnValue, get_current_context, task
 
-from migration_common import actor, cassandra, phase_dag, who_and_why
+from migration_common import actor, cassandra, phase_dag, text_params, who_and_why
 from trade_migration import dual_writes, phases
 from trade_migration.flags import DUAL_WRITE, NEW_ONLY, PHASE_STATUS, Flags, check_writer_switch
 from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN
@@ -44,7 +44,7 @@ def user_trades_dual_write():
     @task(retries=0)
     def set_flag() -> dict:
         ctx = get_current_context()
-        p = ctx["params"]
+        p = text_params(ctx["params"])
         with cassandra() as (session, config):
             state = phases.State(session, config)
             state.require(phases.DUAL_WRITE)
@@ -63,7 +63,7 @@ def user_trades_dual_write():
 
     @task.sensor(poke_interval=POKE_INTERVAL_S, timeout=SENSOR_TIMEOUT, mode="reschedule")
     def wait_for_dual_writes(change: dict) -> PokeReturnValue:
-        p = get_current_context()["params"]
+        p = text_params(get_current_context()["params"])
         since = datetime.fromisoformat(change["changed_at"]) + timedelta(seconds=p["refresh_bound_s"])
         with cassandra() as (session, config):
             seen = dual_writes.check(session, config, since=since, want=p["min_trades"], scan_rows=p["scan_rows"],
@@ -78,7 +78,7 @@ def user_trades_dual_write():
         with cassandra() as (session, config):
             phases.State(session, config).mark(
                 phases.DUAL_WRITE, phases.COMPLETED, run_id=ctx["run_id"], actor=actor(ctx),
-                reason=ctx["params"]["reason"],
+                reason=text_params(ctx["params"])["reason"],
                 details={"dual_write_started_at": seen["since"], "flag_changed_at": change["changed_at"],
                          "flag_version": change["version"], "confirmed_trades": seen["confirmed"]})
         log.info("dual writes confirmed; every trade settled after %s is in user_trades", seen["since"])

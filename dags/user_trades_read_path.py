@@ -13,7 +13,7 @@ import logging
 
 from airflow.sdk import Param, get_current_context, task
 
-from migration_common import actor, cassandra, phase_dag, who_and_why
+from migration_common import actor, cassandra, phase_dag, text_params, who_and_why
 from trade_migration import phases, queries
 from trade_migration.flags import PHASE_STATUS, READ_PATH, Flags
 
@@ -32,7 +32,7 @@ SWITCH, TIMING = "switch_read_path", "latency_benchmark"
         "page_size": Param(queries.DEFAULT_LIMIT, type="integer", minimum=1, maximum=1000,
                            description="Rows per history page, as the gateway asks."),
         "seed": Param(42, type="integer", description="Seed of the user sample (same seed, same users)."),
-        "override_reason": Param("", type="string", maxLength=2000,
+        "override_reason": Param(None, type=["null", "string"], maxLength=2000,
                                  description="Switch to user_trades despite differences; why. Audited."),
         **who_and_why(required=True),
     },
@@ -48,7 +48,7 @@ def user_trades_read_path():
     @task
     def shadow_compare() -> dict:
         ctx = get_current_context()
-        p = ctx["params"]
+        p = text_params(ctx["params"])
         with cassandra() as (session, config):
             paths = queries.ReadPaths(session, config)
             pairs = queries.sample_pairs(session, config, p["sample_users"], seed=p["seed"], symbols=paths.symbol_ids)
@@ -62,7 +62,7 @@ def user_trades_read_path():
     @task
     def latency_benchmark() -> dict:
         ctx = get_current_context()
-        p = ctx["params"]
+        p = text_params(ctx["params"])
         with cassandra() as (session, config):
             paths = queries.ReadPaths(session, config)
             pairs = queries.sample_pairs(session, config, p["sample_users"], seed=p["seed"], symbols=paths.symbol_ids)
@@ -75,7 +75,7 @@ def user_trades_read_path():
     @task(retries=0, trigger_rule="none_failed_min_one_success")
     def switch_read_path() -> dict:
         ctx = get_current_context()
-        p = ctx["params"]
+        p = text_params(ctx["params"])
         value, override = p["value"], p["override_reason"].strip()
         with cassandra() as (session, config):
             state = phases.State(session, config)

@@ -16,7 +16,8 @@ import logging
 from airflow.sdk import (Asset, AssetOrTimeSchedule, CronTriggerTimetable, ExceptionRetryPolicy, Param,
                          RetryAction, RetryRule, get_current_context, task)
 
-from migration_common import FAIL_FAST, POOL, actor, cassandra, phase_dag, record_unfinished, who_and_why
+from migration_common import (FAIL_FAST, POOL, actor, cassandra,
+                              phase_dag, text_params, unfinished_phase_teardown, who_and_why)
 from trade_migration import notify, parity, phases, report
 from trade_migration.parity_run import MODES, Run, Scope, default_mode
 
@@ -89,7 +90,7 @@ def user_trades_verify():
     def plan() -> list[dict]:
         """Returns the survey's batches; the run itself goes to XCom key "run"."""
         ctx = get_current_context()
-        p = ctx["params"]
+        p = text_params(ctx["params"])
         with cassandra() as (session, config):
             state = phases.State(session, config)
             state.require(phases.VERIFY)
@@ -133,7 +134,7 @@ def user_trades_verify():
     @task(trigger_rule="none_failed", retry_policy=CONCLUDE_RETRY)
     def conclude(run: dict, surveys: list[dict], inspections: list[dict]) -> dict:
         ctx = get_current_context()
-        p = ctx["params"]
+        p = text_params(ctx["params"])
         r = Run.from_json(run)
         outcome = parity.conclude(r, list(surveys), list(inspections or []))
         paths = report.write(r, outcome)
@@ -156,7 +157,7 @@ def user_trades_verify():
     surveyed = survey.partial(run=planned["run"]).expand(batch=planned)
     narrowed = narrow(planned["run"], surveyed)
     inspected = inspect.partial(run=planned["run"], scope=narrowed["scope"]).expand(batch=narrowed)
-    conclude(planned["run"], surveyed, inspected) >> record_unfinished(phases.VERIFY)
+    conclude(planned["run"], surveyed, inspected) >> unfinished_phase_teardown(phases.VERIFY)
 
 
 user_trades_verify()

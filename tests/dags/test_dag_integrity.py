@@ -39,3 +39,24 @@ def test_backfill_mapping_pool_and_retries(bag):
     assert [o.uri for o in summarize.outlets] == ["cassandra://trading/user_trades/backfill"]
     assert set(dag.params.keys()) >= {"backfill_id", "splits", "parallelism", "ranges", "fetch_size",
                                       "rows_per_second", "max_in_flight", "actor", "reason"}
+
+
+def test_optional_text_params_can_be_left_empty_in_the_trigger_form(bag):
+    """The form keeps Trigger disabled while a plain string Param is empty, so a text Param
+    without a default must be required on purpose (minLength) or nullable."""
+    from migration_common import OPTIONAL_TEXT
+
+    required, optional = set(), set()
+    for dag_id in sorted(bag.dag_ids):
+        params = bag.get_dag(dag_id).params
+        for name in params:
+            schema = params.get_param(name).schema
+            if schema.get("type") == "string" and "enum" not in schema and "pattern" not in schema:
+                assert schema.get("minLength", 0) >= 1, f"{dag_id}.{name} looks optional but the form requires it"
+                required.add(f"{dag_id}.{name}")
+            elif schema.get("type") == ["null", "string"] and "enum" not in schema:
+                assert params[name] is None and name in OPTIONAL_TEXT, f"{dag_id}.{name}"
+                optional.add(name)
+    assert required == {"user_trades_dual_write.reason", "user_trades_read_path.reason",
+                        "user_trades_migration.reason"}
+    assert optional == OPTIONAL_TEXT

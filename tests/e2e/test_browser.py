@@ -9,10 +9,10 @@ ranges again; open the "Trade migration" page from the navigation and check what
 against the database; approve user_trades_cleanup's approval step from Required Actions and
 see settled_trades dropped. Screenshots of each step go to artifacts/screenshots/ui_*.png.
 
-user_trades_cleanup is triggered through the REST API, not its form: Airflow's form treats a
-non-nullable string Param as required and keeps Trigger disabled while any is empty, so with its
-"" defaults (archive_dir, skip_archive_reason, ...) the cleanup could only be triggered from the
-form by giving skip_archive_reason, that is without an archive.
+user_trades_cleanup is triggered through the REST API, not its form: the form itself is
+exercised with the backfill; the approval is what this test does in the browser. (Optional text
+Params are nullable, so leaving them empty in a form no longer disables Trigger:
+tests/dags/test_dag_integrity.py.)
 """
 from __future__ import annotations
 
