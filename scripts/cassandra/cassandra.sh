@@ -3,6 +3,8 @@
 # usage: cassandra.sh fetch|up|down|status|wipe [NODES]    node N listens on 127.0.0.N:9042
 #        cassandra.sh stop-node N | start-node N             (fault tests)
 # env:   CASS_NODES (1), CASS_FIRST_NODE (1), CASS_HEAP (1G), CASS_BASE (.local/cassandra),
+#        CASS_UNSAFE_SYSTEM (true: system and schema tables are not flushed on change, which makes
+#        DDL fast; set false where nodes get SIGKILLed, or a restarted node forgets recent schema),
 #        TM_CACHE (~/.cache/trade-migration). A second cluster can run beside the default one,
 #        e.g. CASS_BASE=.local/ring CASS_FIRST_NODE=2 CASS_NODES=3 on 127.0.0.2-4.
 set -euo pipefail
@@ -67,7 +69,7 @@ start_node() {
     -Dcassandra.skip_wait_for_gossip_to_settle=0 \
     -Dcassandra.superuser_setup_delay_ms=0 \
     -Dcassandra.ring_delay_ms=1000 \
-    -Dcassandra.unsafesystem=true \
+    -Dcassandra.unsafesystem="${CASS_UNSAFE_SYSTEM:-true}" \
     -Dcassandra.available_processors=2 \
     -cp "$CACHE/lib/*" org.apache.cassandra.service.CassandraDaemon \
     >"$dir/logs/stdout.log" 2>&1 &
