@@ -79,7 +79,7 @@ def test_the_dag_imports_and_runs_nightly_and_after_each_backfill(bag):
     backfill_outlets = bag.get_dag("user_trades_backfill").get_task("summarize").outlets
     assert schedule.asset_condition == AssetAll(*backfill_outlets)
     assert dag.catchup is False
-    assert [t.task_id for t in dag.tasks] == ["plan", "survey", "narrow", "inspect", "conclude"]
+    assert [t.task_id for t in dag.tasks] == ["plan", "survey", "narrow", "inspect", "conclude", "record_unfinished"]
     assert dag.get_task("survey").pool == dag.get_task("inspect").pool == "cassandra_backfill"
     assert dag.params["repair"] is False and dag.params["mode"] is None
 
@@ -127,7 +127,8 @@ def test_a_broken_run_fails_and_calls_the_notifier(bag, verify_env, airflow_conn
     dr = bag.get_dag("user_trades_verify").test(run_conf={**FAST, "mode": "full"})
     assert str(dr.state) == "failed"
     assert states(dr) == {"plan": {"success"}, "survey": {"success"}, "narrow": {"success"},
-                          "inspect": {"success"}, "conclude": {"failed"}, "record_unfinished": {"success"}}
+                          "inspect": {"success"}, "conclude": {"failed"},
+                          "record_unfinished": {"success"}}
     got = last_parity_run(db, airflow_conn)
     assert (got.run_id, got.status, got.missing, got.repaired) == (dr.run_id, "broken", 1, 0)
     assert phases.State(db, airflow_conn).phase(phases.VERIFY).status == phases.FAILED
