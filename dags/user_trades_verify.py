@@ -6,8 +6,9 @@ look) -> inspect (mapped: row parity in both directions, recheck, repair) -> con
 parity_runs row, the report, the phase record). A broken result fails the run and calls the
 notifier named by TM_PARITY_NOTIFIER (the log by default).
 
-With no mode given, the nightly schedule samples and any other run (manual, after a backfill)
-checks everything: Param defaults apply to every run, so the choice is made from the run's type.
+With no mode given, the nightly schedule runs TM_NIGHTLY_MODE (sampled unless set) and any other
+run (manual, after a backfill) checks everything: Param defaults apply to every run, so the
+choice is made from the run's type.
 """
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ def _options(p: dict) -> parity.Options:
     on_failure_callback=notify_failure,
     params={
         "mode": Param(None, type=["null", "string"], enum=[None, *MODES],
-                      description="full or sampled; empty: sampled for the nightly schedule, full otherwise."),
+                      description="full or sampled; empty: TM_NIGHTLY_MODE (sampled) for the nightly"
+                                  " schedule, full otherwise."),
         "sample_share": Param(0.05, type="number", exclusiveMinimum=0, maximum=1,
                               description="Share of token ranges a sampled run checks row by row."),
         "seed": Param(None, type=["null", "integer"], minimum=0, maximum=2**63 - 1,

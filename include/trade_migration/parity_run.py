@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import bisect
 import math
+import os
 import random
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from hashlib import blake2b
 
+from .config import ConfigError
 from .digests import BUCKETS, bucket, target_token
 from .tokens import TokenRange
 
@@ -31,9 +34,17 @@ def derive_seed(run_id: str) -> int:
     return int.from_bytes(blake2b(run_id.encode(), digest_size=8).digest(), "big") >> 1
 
 
-def default_mode(run_type: str) -> str:
-    """The nightly schedule samples; a manual run, or one triggered by a finished backfill, checks everything."""
-    return SAMPLED if str(run_type) in ("scheduled", "backfill") else FULL
+def default_mode(run_type: str, env: Mapping[str, str] | None = None) -> str:
+    """The mode of a run started without one. A manual run, or one triggered by a finished
+    backfill, checks everything; the nightly schedule runs TM_NIGHTLY_MODE, sampled unless set:
+    a sample looks every row up by key, so where a full run's digest scan is cheaper (measure
+    with bench/verify_speed.py), set it to full."""
+    if str(run_type) not in ("scheduled", "backfill"):
+        return FULL
+    mode = (os.environ if env is None else env).get("TM_NIGHTLY_MODE", SAMPLED)
+    if mode not in MODES:
+        raise ConfigError(f"TM_NIGHTLY_MODE must be one of {', '.join(MODES)} (got {mode!r})")
+    return mode
 
 
 def choose(total: int, share: float, seed: int) -> tuple[int, ...]:

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import REPO, load_trades, mark_done
 from trade_migration import backfill, phases, plan, statements
+from trade_migration.config import ConfigError
 from trade_migration.cql import prepared
 from trade_migration.ledger import Ledger
 from trade_migration.notify import Notice
@@ -85,8 +86,18 @@ def test_the_dag_imports_and_runs_nightly_and_after_each_backfill(bag):
 
 
 def test_the_nightly_run_samples_and_every_other_run_checks_everything():
-    assert [default_mode(t) for t in ("scheduled", "manual", "asset_triggered", "operator_triggered")] == [
+    assert [default_mode(t, {}) for t in ("scheduled", "manual", "asset_triggered", "operator_triggered")] == [
         "sampled", "full", "full", "full"]
+
+
+def test_the_nightly_mode_can_be_set_for_the_deployment_and_nothing_else():
+    full = {"TM_NIGHTLY_MODE": "full"}
+    assert [default_mode(t, full) for t in ("scheduled", "manual", "asset_triggered")] == ["full"] * 3
+    assert default_mode("scheduled", {"TM_NIGHTLY_MODE": "sampled"}) == "sampled"
+    for bad in ("FULL", "sampled ", "", "all"):
+        with pytest.raises(ConfigError, match=f"TM_NIGHTLY_MODE must be one of full, sampled \\(got {bad!r}\\)"):
+            default_mode("scheduled", {"TM_NIGHTLY_MODE": bad})
+    assert default_mode("manual", {"TM_NIGHTLY_MODE": "bad"}) == "full"   # only the schedule reads it
 
 
 def test_bad_params_are_refused_before_anything_runs(bag, airflow_conn, db):
