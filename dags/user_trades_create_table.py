@@ -48,7 +48,8 @@ def user_trades_create_table():
         ctx = get_current_context()
         with cassandra() as (session, config):
             phases.State(session, config).mark(phases.CREATE_TABLE, phases.COMPLETED, run_id=ctx["run_id"],
-                                               actor=actor(ctx), reason=text_params(ctx["params"])["reason"], details=shape)
+                                               actor=actor(ctx), reason=text_params(ctx["params"])["reason"],
+                                               details=shape)
         log.info("%s.user_trades verified: %s", config.keyspace, shape)
 
     record_phase(apply_schema() >> verify_table())
