@@ -21,7 +21,8 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from migration_common import ID_PATTERN, actor, cassandra, phase_dag, text_params, who_and_why
+from migration_common import (ID_PATTERN, actor, cassandra, phase_dag, text_params, unfinished_phase_teardown,
+                              who_and_why)
 from trade_migration import approval, archive, cleanup, phases
 from trade_migration.flags import DUAL_WRITE, Flags
 
@@ -176,7 +177,7 @@ def user_trades_cleanup():
     summary >> approve
     archived = archive_table(summary)
     approve >> archived
-    record(archived, drop_table(archived))
+    record(archived, drop_table(archived)) >> unfinished_phase_teardown(phases.CLEANUP)
 
 
 user_trades_cleanup()

@@ -23,6 +23,7 @@ sys.path.insert(0, str(REPO / "dags"))   # the DAG file imports migration_common
 DAG_ID = "user_trades_cleanup"
 ACK = {"acknowledge_rejects": "eight generated rejects", "actor": "alice", "reason": "cleanup test"}
 AFTER_GATES = ("summarize", "approve", "archive_table", "drop_table", "record")
+TEARDOWN = {"record_unfinished": "success"}   # runs after any outcome; marks the phase failed only if left running
 
 
 @pytest.fixture
@@ -65,7 +66,9 @@ def test_the_dag_asks_daily_and_rejects_by_default(dag):
     while task is not None:
         order.append(task.task_id)
         task = sorted(task.downstream_list, key=lambda t: t.task_id)[0] if task.downstream_list else None
-    assert order == ["check_gates", "summarize", "approve", "archive_table", "drop_table", "record"]
+    assert order == ["check_gates", "summarize", "approve", "archive_table", "drop_table", "record",
+                     "record_unfinished"]
+    assert dag.get_task("record_unfinished").is_teardown
     assert dag.get_task("archive_table").upstream_task_ids == {"summarize", "approve"}
 
 
@@ -109,7 +112,7 @@ def test_a_failing_gate_ends_the_run_before_the_approval_and_keeps_the_table(
     breaker(db, cfg)
     dr = dag.test(run_conf={**ACK, **conf}, mark_success_pattern="approve")
     assert str(dr.state) == "failed"
-    assert task_states(dr) == {"check_gates": "failed", **{t: "upstream_failed" for t in AFTER_GATES}}
+    assert task_states(dr) == {"check_gates": "failed", **{t: "upstream_failed" for t in AFTER_GATES}, **TEARDOWN}
     out = capfd.readouterr()
     assert f"GatesFailed: cleanup gate(s) failed: {gate}; nothing was dropped" in out.out + out.err
     if gate == "read_path":
@@ -127,7 +130,8 @@ def test_an_approval_marked_by_hand_is_not_an_approval(dag, airflow_conn, db, re
     dr = dag.test(run_conf=ACK, mark_success_pattern="approve")
     assert str(dr.state) == "failed"
     assert task_states(dr) == {"check_gates": "success", "summarize": "success", "approve": "success",
-                               "archive_table": "failed", "drop_table": "upstream_failed", "record": "upstream_failed"}
+                               "archive_table": "failed", "drop_table": "upstream_failed", "record": "upstream_failed",
+                               **TEARDOWN}
     out = capfd.readouterr()
     assert ("NotApproved: dropping settled_trades needs a person's Approve in the approval task;"
             " found: no answer recorded by the approval task. Nothing was archived or dropped.") in out.out + out.err
@@ -165,6 +169,6 @@ def test_after_the_drop_every_run_skips(dag, airflow_conn, db, cluster_session, 
     try:
         dr = dag.test(run_conf={}, mark_success_pattern="approve")
         assert str(dr.state) == "success"
-        assert task_states(dr) == {"check_gates": "skipped", **{t: "skipped" for t in AFTER_GATES}}
+        assert task_states(dr) == {"check_gates": "skipped", **{t: "skipped" for t in AFTER_GATES}, **TEARDOWN}
     finally:
         schema.apply(cluster_session, cfg)

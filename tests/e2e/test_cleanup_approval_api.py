@@ -55,7 +55,8 @@ def test_reject_keeps_the_table_and_approve_archives_then_drops_it(airflow, cfg,
         assert airflow.wait_for_run(DAG_ID, daily) == "failed"
         assert airflow.task_states(DAG_ID, daily) == {
             "check_gates": "failed", "summarize": "upstream_failed", "approve": "upstream_failed",
-            "archive_table": "upstream_failed", "drop_table": "upstream_failed", "record": "upstream_failed"}
+            "archive_table": "upstream_failed", "drop_table": "upstream_failed", "record": "upstream_failed",
+            "record_unfinished": "success"}
         assert cleanup.table_exists(db, cfg.keyspace, LEGACY_TABLE)
 
         # a run whose gates pass asks for approval; Reject leaves everything in place
@@ -76,7 +77,8 @@ def test_reject_keeps_the_table_and_approve_archives_then_drops_it(airflow, cfg,
         assert airflow.wait_for_run(DAG_ID, first) == "success"
         assert airflow.task_states(DAG_ID, first) == {
             "check_gates": "success", "summarize": "success", "approve": "success",
-            "archive_table": "skipped", "drop_table": "skipped", "record": "skipped"}
+            "archive_table": "skipped", "drop_table": "skipped", "record": "skipped",
+            "record_unfinished": "success"}
         airflow.answer(DAG_ID, first, "approve", ["Approve"], expect=(409,))   # an answer is final
         assert cleanup.table_exists(db, cfg.keyspace, LEGACY_TABLE)
         assert not (airflow.home / "reports" / "archive").exists()
@@ -91,7 +93,8 @@ def test_reject_keeps_the_table_and_approve_archives_then_drops_it(airflow, cfg,
         assert airflow.wait_for_run(DAG_ID, silent, timeout=TIMEOUT_S + 240) == "success"
         assert airflow.task_states(DAG_ID, silent) == {
             "check_gates": "success", "summarize": "success", "approve": "success",
-            "archive_table": "skipped", "drop_table": "skipped", "record": "skipped"}
+            "archive_table": "skipped", "drop_table": "skipped", "record": "skipped",
+            "record_unfinished": "success"}
         detail = airflow.hitl_detail(DAG_ID, silent, "approve")
         assert (detail["chosen_options"], detail["responded_by_user"], detail["response_received"]) == (
             ["Reject"], None, True)
