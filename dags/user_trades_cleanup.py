@@ -6,7 +6,7 @@ gate fails the run, naming the gate and, for the 30 days, the date it will pass)
 (row counts of both tables, the Markdown the approver reads) -> approve (Approve / Reject;
 Reject after 24 h without an answer; the answer is audited with who and when) -> archive
 (Parquet by token range, counts checked; gates checked again) -> drop_table (dual_write retired
-by compare-and-set, then DROP TABLE IF EXISTS of config.LEGACY_TABLE) -> record (phase cleanup
+by compare-and-set, then config.LEGACY_TABLE dropped, if it still exists) -> record (phase cleanup
 completed: the end of the migration). Scheduled daily, so it asks for approval on the first day
 all gates pass; once the migration is over every run skips.
 """

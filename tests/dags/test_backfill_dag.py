@@ -3,6 +3,7 @@ import pytest
 from airflow.sdk.exceptions import ParamValidationError
 
 from conftest import dagbag, load_trades, mark_done
+from trade_migration import phases
 from trade_migration.ledger import Ledger
 
 N = 8000
@@ -66,8 +67,8 @@ def test_a_task_failing_for_good_records_the_phase_failed(dag, db, airflow_conn,
     states = ti_states(run)
     assert (states[("copy_ranges", 0)], states[("copy_ranges", 1)], states[("summarize", -1)],
             states[("record_unfinished", -1)]) == ("failed", "failed", "upstream_failed", "success")
-    phase = db.execute(f"SELECT status, run_id FROM {airflow_conn.keyspace}.migration_phases"
-                       f" WHERE phase='backfill'").one()
+    state = phases.State(db, airflow_conn)
+    phase = state.phase(phases.BACKFILL)
     assert (phase.status, phase.run_id) == ("failed", run.run_id)
-    last = db.execute(f"SELECT action, reason FROM {airflow_conn.keyspace}.audit_log LIMIT 1").one()
+    [last] = state.audit_log(1)
     assert (last.action, last.reason) == ("failed", "a task of the run failed; see its log")
