@@ -6,14 +6,16 @@ SCYLLA_DRIVER := $(shell sed -n 's/^scylla-driver==//p' requirements.txt)
 RUN := bin/airflow-env
 PYTEST_ARGS ?=
 
-.PHONY: venv db-up db-down db-status airflow-init browser demo test test-unit test-integration test-dags bench clean
+.PHONY: venv db-up db-down db-status airflow-init browser demo lint test test-unit bench clean
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "python3 (3.11) is required"; exit 1; }
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r requirements.txt
+	@# trade_migration (include/) as an editable package: the DAGs, tests, bench and scripts import it.
+	$(VENV)/bin/pip install -q --no-deps -e .
 	@# cassandra-driver (from the provider) and scylla-driver share the `cassandra` package:
 	@# reinstall scylla-driver last so its copy is the one imported.
 	$(VENV)/bin/pip install -q --force-reinstall --no-deps scylla-driver==$(SCYLLA_DRIVER)
@@ -40,14 +42,24 @@ browser:
 	@test -x /usr/bin/chromium || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
-test: venv db-up airflow-init browser
+lint: venv
+	$(VENV)/bin/ruff check .
+
+test: lint db-up airflow-init browser
 	$(RUN) pytest $(PYTEST_ARGS)
 
 test-unit: venv
 	$(RUN) pytest tests/unit $(PYTEST_ARGS)
 
+# Every benchmark in bench/, one after another, each printing its figures (README: Measured figures).
+# BENCH_TRADES=100000 for a quicker look; the README's figures are at 1M.
+BENCH_TRADES ?= 1000000
+BENCH_USERS ?= 100
 bench: venv db-up
-	$(RUN) python bench/run_all.py
+	$(RUN) python bench/backfill_bench.py --trades $(BENCH_TRADES)
+	$(RUN) python bench/read_latency.py --trades $(BENCH_TRADES) --users $(BENCH_USERS) --keyspace bench
+	$(RUN) python bench/verify_speed.py --trades $(BENCH_TRADES) --keyspace bench
+	$(RUN) python bench/status_page.py
 
 clean:
 	scripts/cassandra/cassandra.sh wipe

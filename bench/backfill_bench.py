@@ -19,18 +19,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from trade_migration import generator, schema, statements, tokens
+from trade_migration.backfill import WRITETIME_AT, submit_by_partition
+from trade_migration.config import Config
+from trade_migration.cql import prepared
+from trade_migration.session import connect
+from trade_migration.symbols import load_symbol_ids
+from trade_migration.trades import Reject, convert
+from trade_migration.writes import BoundedWriter
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "include"))
-
-from trade_migration import generator, schema, statements, tokens  # noqa: E402
-from trade_migration.backfill import WRITETIME_AT, submit_by_partition  # noqa: E402
-from trade_migration.symbols import load_symbol_ids  # noqa: E402
-from trade_migration.trades import Reject, convert  # noqa: E402
-from trade_migration.config import Config  # noqa: E402
-from trade_migration.cql import prepared  # noqa: E402
-from trade_migration.session import connect  # noqa: E402
-from trade_migration.writes import BoundedWriter  # noqa: E402
-
 IN_FLIGHT = 128
 CQLSH_VENV = REPO / ".local" / "cqlsh-venv"
 
@@ -57,7 +55,7 @@ def run_backfill(config, backfill_id, batches):
     code = ("import json, resource, sys; from trade_migration import backfill_cli;"
             " r = backfill_cli.main(sys.argv[1:]);"
             " print('RESULT', json.dumps(r), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-    env = {**os.environ, "TM_KEYSPACE": config.keyspace, "PYTHONPATH": str(REPO / "include")}
+    env = {**os.environ, "TM_KEYSPACE": config.keyspace}
     t = time.monotonic()
     procs = [subprocess.Popen([sys.executable, "-c", code, "--backfill-id", backfill_id, "--splits", str(SPLITS),
                                "--ranges", *[r.label for r in batch]], env=env, stdout=subprocess.PIPE, text=True)
@@ -68,7 +66,7 @@ def run_backfill(config, backfill_id, batches):
         raise RuntimeError("a backfill process failed")
     total, peak = {}, 0.0
     for out in outs:
-        line = next(l for l in out.splitlines() if l.startswith("RESULT "))
+        line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
         payload, rss_kb = line.split(" ", 1)[1].rsplit(" ", 1)
         for k, v in json.loads(payload).items():
             total[k] = total.get(k, 0) + v
@@ -196,7 +194,8 @@ def main():
     print(f"(a') write-path ceiling: the same rows grouped by partition as the backfill does: {grouped:,.0f} rows/s")
     print(f"(b) naive one-row-at-a-time loop, {args.naive_rows:,} rows: {naive:,.0f} rows/s")
     print(f"(c) cqlsh COPY FROM, {len(rows):,} rows from CSV: {copy:,.0f} rows/s")
-    print(f"ratios: backfill/ceiling {backfill_rate / ceiling:.2f}x, backfill/write-path ceiling {backfill_rate / grouped:.2f}x,"
+    print(f"ratios: backfill/ceiling {backfill_rate / ceiling:.2f}x,"
+          f" backfill/write-path ceiling {backfill_rate / grouped:.2f}x,"
           f" backfill/naive {backfill_rate / naive:.1f}x,"
           f" backfill/COPY FROM {backfill_rate / copy:.2f}x")
     if args.processes > 1:

@@ -16,19 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "include"))
+from cassandra.concurrent import execute_concurrent_with_args
 
-from cassandra.concurrent import execute_concurrent_with_args  # noqa: E402
-
-from trade_migration import backfill, generator, queries, schema, statements  # noqa: E402
-from trade_migration.config import Config  # noqa: E402
-from trade_migration.ledger import DONE, Ledger  # noqa: E402
-from trade_migration.session import connect  # noqa: E402
-from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange, divide  # noqa: E402
+from trade_migration import backfill, generator, queries, schema, statements
+from trade_migration.config import Config
+from trade_migration.ledger import DONE, Ledger
+from trade_migration.session import connect
+from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange, divide
 
 KEYSPACE = "bench"
 RING = TokenRange(MIN_TOKEN, MAX_TOKEN)

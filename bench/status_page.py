@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "include"))
-
-from trade_migration import schema, status, status_page, synthetic_ledger  # noqa: E402
-from trade_migration.config import Config  # noqa: E402
-from trade_migration.ledger import Ledger, now  # noqa: E402
-from trade_migration.session import connect  # noqa: E402
+from trade_migration import schema, status, status_page, synthetic_ledger
+from trade_migration.config import Config
+from trade_migration.ledger import Ledger, now
+from trade_migration.session import connect
 
 
 def main(argv: list[str] | None = None) -> None:

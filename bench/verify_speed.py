@@ -13,16 +13,12 @@ Prints figures; asserts nothing about time.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "include"))
-
-from trade_migration import backfill, counts, generator, parity, plan, schema, statements, tokens  # noqa: E402
-from trade_migration.config import Config  # noqa: E402
-from trade_migration.ledger import Ledger  # noqa: E402
-from trade_migration.session import connect  # noqa: E402
+from trade_migration import backfill, counts, generator, parity, plan, schema, statements, tokens
+from trade_migration.config import Config
+from trade_migration.ledger import Ledger
+from trade_migration.session import connect
 
 RING = [tokens.TokenRange(tokens.MIN_TOKEN, tokens.MAX_TOKEN)]
 
@@ -82,8 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     single = {}
     for table in ("settled_trades", "user_trades"):
         try:
-            single[table] = timed(lambda: session.execute(statements.count_all(config.keyspace, table),
-                                                          timeout=1800).one()[0])
+            cql = statements.count_all(config.keyspace, table)
+            single[table] = timed(lambda cql=cql: session.execute(cql, timeout=1800).one()[0])
         except Exception as exc:  # noqa: BLE001 - a timeout is a finding worth printing
             single[table] = (f"failed: {type(exc).__name__}", float("nan"))
     settled_total, target_total = sum(s for s, _ in per_range), sum(t for _, t in per_range)

@@ -9,9 +9,17 @@ from __future__ import annotations
 import logging
 
 from airflow.sdk import Asset, Param, get_current_context, task
+from migration_common import (
+    ID_PATTERN,
+    POOL,
+    actor,
+    cassandra,
+    phase_dag,
+    text_params,
+    unfinished_phase_teardown,
+    who_and_why,
+)
 
-from migration_common import (ID_PATTERN, POOL, actor, cassandra,
-                              phase_dag, text_params, unfinished_phase_teardown, who_and_why)
 from trade_migration import backfill, phases, plan, summary
 from trade_migration.ledger import Ledger
 from trade_migration.session import is_scylla
@@ -84,7 +92,8 @@ def user_trades_backfill():
                 raise RuntimeError(f"backfill {p['backfill_id']} is not complete: {report['by_status']}")
             phases.State(session, config).mark(phases.BACKFILL, phases.COMPLETED, run_id=ctx["run_id"],
                                                actor=actor(ctx), reason=p["reason"],
-                                               details={k: report[k] for k in ("rows_read", "rows_written", "rows_rejected")})
+                                               details={k: report[k]
+                                                        for k in ("rows_read", "rows_written", "rows_rejected")})
         return report
 
     copy_ranges.expand(batch=plan_ranges()) >> summarize() >> unfinished_phase_teardown(phases.BACKFILL)

@@ -20,9 +20,16 @@ from pathlib import Path
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
+from migration_common import (
+    ID_PATTERN,
+    actor,
+    cassandra,
+    phase_dag,
+    text_params,
+    unfinished_phase_teardown,
+    who_and_why,
+)
 
-from migration_common import (ID_PATTERN, actor, cassandra, phase_dag, text_params, unfinished_phase_teardown,
-                              who_and_why)
 from trade_migration import approval, archive, cleanup, phases
 from trade_migration.flags import DUAL_WRITE, Flags
 

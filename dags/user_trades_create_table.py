@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 
 from airflow.sdk import get_current_context, task
-
 from migration_common import actor, cassandra, phase_dag, text_params, who_and_why
+
 from trade_migration import phases, schema
 
 log = logging.getLogger(__name__)

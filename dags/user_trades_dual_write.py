@@ -13,8 +13,8 @@ import random
 from datetime import datetime, timedelta
 
 from airflow.sdk import Param, PokeReturnValue, get_current_context, task
-
 from migration_common import actor, cassandra, phase_dag, text_params, who_and_why
+
 from trade_migration import dual_writes, phases
 from trade_migration.flags import DUAL_WRITE, NEW_ONLY, PHASE_STATUS, Flags, check_writer_switch
 from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN

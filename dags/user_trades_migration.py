@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import chain
-
 from migration_common import DEFAULT_ARGS, phase_dag, who_and_why
 
 PHASE_DAGS = ["user_trades_create_table", "user_trades_dual_write", "user_trades_backfill", "user_trades_verify"]

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 
 from airflow.sdk import Param, get_current_context, task
-
 from migration_common import actor, cassandra, phase_dag, text_params, who_and_why
+
 from trade_migration import phases, queries
 from trade_migration.flags import PHASE_STATUS, READ_PATH, Flags
 

@@ -14,11 +14,28 @@ from __future__ import annotations
 
 import logging
 
-from airflow.sdk import (Asset, AssetOrTimeSchedule, CronTriggerTimetable, ExceptionRetryPolicy, Param,
-                         RetryAction, RetryRule, get_current_context, task)
+from airflow.sdk import (
+    Asset,
+    AssetOrTimeSchedule,
+    CronTriggerTimetable,
+    ExceptionRetryPolicy,
+    Param,
+    RetryAction,
+    RetryRule,
+    get_current_context,
+    task,
+)
+from migration_common import (
+    FAIL_FAST,
+    POOL,
+    actor,
+    cassandra,
+    phase_dag,
+    text_params,
+    unfinished_phase_teardown,
+    who_and_why,
+)
 
-from migration_common import (FAIL_FAST, POOL, actor, cassandra,
-                              phase_dag, text_params, unfinished_phase_teardown, who_and_why)
 from trade_migration import notify, parity, phases, report
 from trade_migration.parity_run import MODES, Run, Scope, default_mode
 

@@ -14,11 +14,10 @@ import logging
 import os
 import threading
 
+from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse
-
-from airflow.plugins_manager import AirflowPlugin
 
 log = logging.getLogger(__name__)
 CONN_ID = os.environ.get("TM_CONN_ID", "scylla_default")

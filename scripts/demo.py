@@ -14,13 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "include"))
+from trade_migration import statements
+from trade_migration.config import Config
+from trade_migration.session import connect
+from trade_migration.status import migration_status
 
-from trade_migration import statements  # noqa: E402
-from trade_migration.config import Config  # noqa: E402
-from trade_migration.session import connect  # noqa: E402
-from trade_migration.status import migration_status  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 TRADES = int(os.environ.get("DEMO_TRADES", "50000"))
 WHO = {"actor": "demo", "reason": "make demo on the local node"}
@@ -46,9 +45,10 @@ def main() -> None:
     session.execute(statements.drop_keyspace(config.keyspace), timeout=120)
     print(f"== generating {TRADES:,} settled trades into {config.keyspace}", flush=True)
     sh(sys.executable, "-m", "trade_migration.generator", "--trades", str(TRADES), "--seed", "7")
-    log = open(REPO / ".local" / "demo-writer.log", "w")
-    writer = subprocess.Popen([str(REPO / "bin" / "airflow-env"), sys.executable, "-m", "trade_migration.writer",
-                               "--rate", "20", "--flag-refresh", "2"], cwd=REPO, stdout=log, stderr=log)
+    with open(REPO / ".local" / "demo-writer.log", "w") as log:   # the child keeps its own copy
+        writer = subprocess.Popen([str(REPO / "bin" / "airflow-env"), sys.executable, "-m",
+                                   "trade_migration.writer", "--rate", "20", "--flag-refresh", "2"],
+                                  cwd=REPO, stdout=log, stderr=log)
     results = []
     try:
         for dag_id, conf in PHASES:

@@ -6,9 +6,10 @@ flags' own compare-and-set, so the 30 days and the parity runs' ages are what a 
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from conftest import load_trades, mark_done
+
 from trade_migration import backfill, generator, phases, statements
 from trade_migration.flags import DUAL_WRITE, NEW_ONLY, READ_PATH, Flags
 from trade_migration.ledger import Ledger
@@ -18,7 +19,7 @@ RING = [TokenRange(MIN_TOKEN, MAX_TOKEN)]
 
 
 def utcnow() -> datetime:
-    at = datetime.now(timezone.utc)
+    at = datetime.now(UTC)
     return at.replace(microsecond=at.microsecond // 1000 * 1000)   # as stored: milliseconds
 
 

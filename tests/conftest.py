@@ -2,19 +2,15 @@
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
+from trade_migration import generator, schema
+from trade_migration.config import STATE_TABLES, Config
+from trade_migration.session import connect
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "include"))
-sys.path.insert(0, str(REPO / "dags"))  # as Airflow does for its dags folder
-
-from trade_migration import generator, schema  # noqa: E402
-from trade_migration.config import STATE_TABLES, Config  # noqa: E402
-from trade_migration.session import connect  # noqa: E402
-
 ALL_TABLES = ("symbols", "settled_trades", "user_trades", *STATE_TABLES)
 
 

@@ -22,7 +22,7 @@ class Answer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hitl-answer", daemon=True)
 
-    def __enter__(self) -> "Answer":
+    def __enter__(self) -> Answer:
         self._thread.start()
         return self
 
@@ -41,8 +41,6 @@ class Answer:
             self.error = exc
 
     def _answer_once(self) -> bool:
-        from sqlalchemy import select
-
         from airflow._shared.timezones import timezone
         from airflow.models.hitl import HITLDetail
         from airflow.models.taskinstance import TaskInstance
@@ -50,6 +48,7 @@ class Answer:
         from airflow.triggers.base import TriggerEvent
         from airflow.utils.session import create_session
         from airflow.utils.state import TaskInstanceState
+        from sqlalchemy import select
 
         with create_session() as session:
             ti = session.scalars(select(TaskInstance).where(

@@ -7,9 +7,9 @@ by hand (no answer at all) all stop them, and every answer is audited with who a
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Mapping
+from datetime import UTC, datetime, timedelta
 
 from cassandra.cluster import Session
 
@@ -33,7 +33,7 @@ class Decision:
     timed_out: bool = False
 
     @classmethod
-    def from_response(cls, response: Mapping | None) -> "Decision":
+    def from_response(cls, response: Mapping | None) -> Decision:
         if not response:
             return cls(None, None, None, None)
         chosen = list(response.get("chosen_options") or [])
@@ -42,7 +42,7 @@ class Decision:
         if isinstance(at, str):
             at = datetime.fromisoformat(at)
         if at is not None and at.tzinfo is None:
-            at = at.replace(tzinfo=timezone.utc)
+            at = at.replace(tzinfo=UTC)
         return cls(chosen[0] if len(chosen) == 1 else None, by.get("name"), by.get("id"), at,
                    bool(response.get("timedout")) or not by)
 
@@ -89,7 +89,8 @@ def _n(value) -> str:
 
 def _duration(span: timedelta) -> str:
     seconds = int(span.total_seconds())
-    return f"{seconds // 3600} h" if seconds % 3600 == 0 else f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
+    return (f"{seconds // 3600} h" if seconds % 3600 == 0
+            else f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s")
 
 
 def body(report: dict, counts: dict, *, archive_dir: str | None, skip_archive_reason: str = "",
@@ -106,14 +107,16 @@ def body(report: dict, counts: dict, *, archive_dir: str | None, skip_archive_re
     rejects = next(g for g in report["gates"] if g["name"] == "rejects")["numbers"]["count"]
     settled, target = counts[LEGACY_TABLE], counts[TARGET_TABLE]
     lines += ["", f"### Row counts ({counts['ranges']} token ranges, counted in parallel)", "",
-              "| table | rows |", "|---|---|", f"| {LEGACY_TABLE} | {_n(settled)} |", f"| {TARGET_TABLE} | {_n(target)} |",
+              "| table | rows |", "|---|---|",
+              f"| {LEGACY_TABLE} | {_n(settled)} |", f"| {TARGET_TABLE} | {_n(target)} |",
               f"| rejected_trades | {_n(rejects)} |", "",
               f"{_n(settled)} settled trades less {_n(rejects)} rejected make {_n(2 * (settled - rejects))}"
               f" {TARGET_TABLE} rows (one per side); {TARGET_TABLE} also holds the trades settled since"
               f" dual_write became new_only."]
     history = next(g for g in report["gates"] if g["name"] == "parity")["numbers"]["history"]
     lines += ["", "### Parity history (newest first)", "",
-              "| started (UTC) | run | mode | status | ranges | rows checked | missing | mismatched | orphans | repaired |",
+              "| started (UTC) | run | mode | status | ranges | rows checked"
+              " | missing | mismatched | orphans | repaired |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {_cell(h['started_at'])[:16].replace('T', ' ')} | {_cell(h['run_id'])} | {_cell(h['mode'])}"
               f" | {_cell(h['status'])} | {_cell(h['ranges_checked'])}/{_cell(h['ranges_total'])}"

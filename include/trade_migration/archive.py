@@ -16,7 +16,7 @@ import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -120,7 +120,7 @@ def _archive_range(session: Session, stmt, index: int, rng: TokenRange, director
             return
         if writer is None:
             writer = pq.ParquetWriter(path, SCHEMA, compression="zstd")
-        writer.write_batch(pa.record_batch([pa.array(c, type=t) for c, t in zip(columns, SCHEMA.types)],
+        writer.write_batch(pa.record_batch([pa.array(c, type=t) for c, t in zip(columns, SCHEMA.types, strict=True)],
                                            schema=SCHEMA))
         for c in columns:
             c.clear()
@@ -165,7 +165,7 @@ def write_archive(session: Session, config: Config, directory: Path, *, run_id: 
     with ThreadPoolExecutor(max_workers=options.parallelism, thread_name_prefix="archive") as pool:
         parts = list(pool.map(lambda item: _archive_range(session, scan, item[0], item[1], partial, options),
                               enumerate(ranges)))
-    for part, count in zip(parts, counts):
+    for part, count in zip(parts, counts, strict=True):
         part["count"] = count
     wrong = [p for p in parts if p["rows"] != p["count"]]
     if wrong:
@@ -203,4 +203,4 @@ def _micros(at: datetime) -> int:
 
 
 def _from_micros(us: int) -> datetime:
-    return datetime.fromtimestamp(us / 1_000_000, timezone.utc)
+    return datetime.fromtimestamp(us / 1_000_000, UTC)

@@ -20,7 +20,8 @@ from .cql import prepared
 from .ledger import DONE, FAILED, Ledger, RangeState, now, within
 from .symbols import load_symbol_ids
 from .trades import Reject, convert, raw_values
-from .writes import TRANSIENT as TRANSIENT_ERRORS, BoundedWriter
+from .writes import TRANSIENT as TRANSIENT_ERRORS
+from .writes import BoundedWriter
 
 log = logging.getLogger(__name__)
 WRITETIME_AT = 15  # first WRITETIME column in a scanned row: token + 14 settled columns

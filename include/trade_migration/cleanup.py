@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from cassandra.cluster import Session
 
@@ -113,7 +113,7 @@ def _iso(value):
 
 def _utc(at: datetime | None) -> datetime | None:
     """The driver returns naive UTC timestamps; gates compare aware ones."""
-    return at.replace(tzinfo=timezone.utc) if at is not None and at.tzinfo is None else at
+    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
 
 
 def _age(at: datetime, when: datetime) -> str:
@@ -177,7 +177,8 @@ def parity_gate(runs: list, opts: GateOptions, at: datetime) -> Gate:
         problems.append(f"not clean: {', '.join(bad)}")
     newest = history[0]["started_at"] if history else None
     if newest is not None and at - newest > MAX_PARITY_AGE:
-        problems.append(f"the newest run is {_age(newest, at)} old (at most {MAX_PARITY_AGE.total_seconds() / 3600:.0f} h)")
+        problems.append(f"the newest run is {_age(newest, at)} old"
+                        f" (at most {MAX_PARITY_AGE.total_seconds() / 3600:.0f} h)")
     summary = (f"{len(good)} of the last {len(history)} runs clean or repaired"
                + (f", newest {newest:%Y-%m-%d %H:%M} UTC ({_age(newest, at)} ago)" if newest else ""))
     return Gate(PARITY, not problems, summary + ("; " + "; ".join(problems) if problems else ""), numbers)
@@ -193,7 +194,8 @@ def backfill_gate(backfill_id: str, states: list) -> Gate:
                     {"backfill_id": backfill_id})
     numbers = {"backfill_id": backfill_id, **{k: report[k] for k in (
         "ranges", "by_status", "complete", "rows_read", "rows_written", "rows_rejected")}}
-    counts = f"rows read {report['rows_read']:,}, written {report['rows_written']:,}, rejected {report['rows_rejected']:,}"
+    counts = (f"rows read {report['rows_read']:,}, written {report['rows_written']:,},"
+              f" rejected {report['rows_rejected']:,}")
     if report["complete"]:
         return Gate(BACKFILL, True, f"backfill {backfill_id!r}: all {report['ranges']} ranges done; {counts}", numbers)
     return Gate(BACKFILL, False, f"backfill {backfill_id!r} incomplete: {report['by_status']}; {counts}", numbers)

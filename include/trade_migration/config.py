@@ -98,7 +98,7 @@ class Config:
         return consistency(self.serial_consistency, what="serial_consistency")
 
     @classmethod
-    def from_env(cls, env: dict | None = None, **overrides) -> "Config":
+    def from_env(cls, env: dict | None = None, **overrides) -> Config:
         """Read TM_* variables (TM_KEYSPACE, TM_CONTACT_POINTS, TM_REPLICATION, ...)."""
         env = os.environ if env is None else env
         kwargs: dict = {}

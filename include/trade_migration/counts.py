@@ -23,5 +23,5 @@ def range_counts(session: Session, config: Config, ranges: list[TokenRange], *,
     target = prepared(session, statements.count_user_trades_range(ks), consistency=config.read_cl)
     work = [(settled, (r.start, r.end)) for r in ranges] + [(target, (r.start, r.end)) for r in ranges]
     values = [rs.one()[0] for rs in execute_all(session, work, concurrency=concurrency)]
-    return list(zip(values[:len(ranges)], values[len(ranges):]))
+    return list(zip(values[:len(ranges)], values[len(ranges):], strict=True))
 

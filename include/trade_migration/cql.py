@@ -6,7 +6,7 @@ import weakref
 from cassandra.cluster import Session
 from cassandra.query import PreparedStatement
 
-_CACHE: "weakref.WeakKeyDictionary[Session, dict]" = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[Session, dict] = weakref.WeakKeyDictionary()
 
 
 def prepared(session: Session, cql: str, *, consistency: int | None = None,

@@ -64,14 +64,14 @@ class Digest:
             cell[0] += 1
             cell[1] = (cell[1] + value) & _MASK
 
-    def merge(self, other: "Digest") -> "Digest":
+    def merge(self, other: Digest) -> Digest:
         for key, (count, total) in other.cells.items():
             cell = self.cells.setdefault(key, [0, 0])
             cell[0] += count
             cell[1] = (cell[1] + total) & _MASK
         return self
 
-    def differing(self, other: "Digest") -> set[int]:
+    def differing(self, other: Digest) -> set[int]:
         """Buckets whose rows differ between the two digests."""
         empty = [0, 0]
         return {k for k in self.cells.keys() | other.cells.keys()
@@ -81,5 +81,5 @@ class Digest:
         return {str(k): v for k, v in self.cells.items()}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Digest":
+    def from_json(cls, data: dict) -> Digest:
         return cls({int(k): [int(c), int(s)] for k, (c, s) in data.items()})

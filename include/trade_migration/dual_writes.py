@@ -8,7 +8,7 @@ enough recent trades are confirmed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from cassandra.cluster import Session
 
@@ -40,7 +40,7 @@ class DualWriteCheck:
 
 
 def _naive_utc(at: datetime) -> datetime:
-    return at.astimezone(timezone.utc).replace(tzinfo=None) if at.tzinfo else at
+    return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at
 
 
 def check(session: Session, config: Config, *, since: datetime, start_token: int, want: int = 10,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from cassandra.cluster import Session
 
@@ -42,7 +42,7 @@ PHASE_STATUS = {
 }
 
 
-def check_writer_switch(value: str, current: dict[str, "Flag"]) -> None:
+def check_writer_switch(value: str, current: dict[str, Flag]) -> None:
     """new_only (the writer stops writing settled_trades) only once reads have moved to
     user_trades and dual writes are on: otherwise trades would vanish from some read path."""
     if value != NEW_ONLY:
@@ -57,7 +57,7 @@ def check_writer_switch(value: str, current: dict[str, "Flag"]) -> None:
 class FlagConflict(RuntimeError):
     """Someone changed the flag since it was read; nothing was written. Re-read and decide again."""
 
-    def __init__(self, name: str, expected: "Flag", current: "Flag"):
+    def __init__(self, name: str, expected: Flag, current: Flag):
         self.name, self.expected, self.current = name, expected, current
         super().__init__(
             f"flag {name!r} changed concurrently: expected {expected.value!r} (version {expected.version}),"
@@ -77,7 +77,7 @@ class Flag:
 
 def _flag(row) -> Flag:
     """A stored row; changed_at as an aware UTC time (the driver returns naive UTC)."""
-    at = row.changed_at.replace(tzinfo=timezone.utc) if row.changed_at else None
+    at = row.changed_at.replace(tzinfo=UTC) if row.changed_at else None
     return Flag(row.name, row.value, row.version, at, row.changed_by, row.reason)
 
 

@@ -11,7 +11,7 @@ import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
@@ -25,7 +25,7 @@ REJECT_OFFSET = 125
 SELF_TRADE_PERIOD = 200      # trade i is a self-trade when i % SELF_TRADE_PERIOD == 17 (and not a reject)
 MARKET_MAKERS = (1, 2, 3, 4, 5)
 UNKNOWN_SYMBOL = "DELISTED_XYZ"
-HISTORY_START = datetime(2026, 5, 1, tzinfo=timezone.utc)
+HISTORY_START = datetime(2026, 5, 1, tzinfo=UTC)
 HISTORY_SPAN = timedelta(days=180)
 
 # (base, quote, reference price, price_scale, qty_scale)
@@ -71,7 +71,7 @@ class Plan:
 def expected_rejects(n: int) -> Counter:
     """The reject mix of n generated trades, computed without generating them."""
     out: Counter = Counter()
-    for k, i in enumerate(range(REJECT_OFFSET, n, REJECT_PERIOD)):
+    for k in range(len(range(REJECT_OFFSET, n, REJECT_PERIOD))):
         out[REJECT_REASONS[k % len(REJECT_REASONS)]] += 1
     return out
 
@@ -110,8 +110,8 @@ def trades(n: int, seed: int, *, first_id: int = FIRST_TRADE_ID, start: datetime
                None if rng.random() < 0.005 else trade_id * 2, None if rng.random() < 0.005 else trade_id * 2 + 1,
                rng.choice(("BUY", "SELL")), None if rng.random() < 0.01 else price * quantity // 10**9,
                None if rng.random() < 0.01 else price * quantity // 10**9 + 1,
-               datetime.fromtimestamp(matched_ms / 1000, timezone.utc) if matched_ms else None,
-               datetime.fromtimestamp(settled_ms / 1000, timezone.utc)]
+               datetime.fromtimestamp(matched_ms / 1000, UTC) if matched_ms else None,
+               datetime.fromtimestamp(settled_ms / 1000, UTC)]
         if i % REJECT_PERIOD == REJECT_OFFSET:
             code = REJECT_REASONS[(i // REJECT_PERIOD) % len(REJECT_REASONS)]
             _break(row, code, rng)

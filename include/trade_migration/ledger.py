@@ -6,7 +6,7 @@ the UI page, an engineer with cqlsh) sees the same progress.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from cassandra import OperationTimedOut, WriteTimeout
 from cassandra.cluster import Session
@@ -23,7 +23,7 @@ PLAN_RETRY = (WriteTimeout, OperationTimedOut)   # a compare-and-set whose outco
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -94,7 +94,7 @@ class Ledger:
         for attempt in range(PLAN_ATTEMPTS):
             results = execute_concurrent_with_args(self.session, stmt, params, concurrency=4,
                                                    raise_on_first_error=False)
-            failed = [(p, res) for p, (ok, res) in zip(params, results) if not ok]
+            failed = [(p, res) for p, (ok, res) in zip(params, results, strict=True) if not ok]
             if not failed:
                 return
             if attempt + 1 == PLAN_ATTEMPTS or not all(isinstance(res, PLAN_RETRY) for _, res in failed):

@@ -10,9 +10,9 @@ import importlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 log = logging.getLogger(__name__)
 ENV = "TM_PARITY_NOTIFIER"

@@ -16,18 +16,34 @@ import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from cassandra.cluster import Session
 
-from . import plan as backfill_plan, statements, tokens
+from . import plan as backfill_plan
+from . import statements, tokens
 from .config import Config, ConfigError
 from .cql import prepared
 from .digests import Digest, buckets_of
-from .parity_run import (ALL, CELLS, FULL, MODES, RECENTLY_SETTLED, SAMPLED, Run, Scope, Tally, choose,
-                         derive_seed, merge_tallies, micros)
-from .row_parity import AT_RUN_START, AT_SOURCE_TIME, KINDS, inspect as inspect_rows
-from .survey import ACTUAL_SOURCE, ACTUAL_TARGET, EXPECTED_SOURCE, EXPECTED_TARGET, survey as survey_ranges
+from .parity_run import (
+    ALL,
+    CELLS,
+    FULL,
+    MODES,
+    RECENTLY_SETTLED,
+    SAMPLED,
+    Run,
+    Scope,
+    Tally,
+    choose,
+    derive_seed,
+    merge_tallies,
+    micros,
+)
+from .row_parity import AT_RUN_START, AT_SOURCE_TIME, KINDS
+from .row_parity import inspect as inspect_rows
+from .survey import ACTUAL_SOURCE, ACTUAL_TARGET, EXPECTED_SOURCE, EXPECTED_TARGET
+from .survey import survey as survey_ranges
 
 log = logging.getLogger(__name__)
 CLEAN, BROKEN, REPAIRED = "clean", "broken", "repaired"
@@ -66,7 +82,7 @@ def plan_run(session: Session, config: Config, *, run_id: str, mode: str, seed: 
     tokens.check_coverage(list(ranges))
     seed = derive_seed(run_id) if seed is None else int(seed)
     chosen = tuple(range(len(ranges))) if mode == FULL else choose(len(ranges), sample_share, seed)
-    return Run(run_id=run_id, started_us=micros(started_at or datetime.now(timezone.utc)), mode=mode, seed=seed,
+    return Run(run_id=run_id, started_us=micros(started_at or datetime.now(UTC)), mode=mode, seed=seed,
                sample_share=sample_share, ranges=ranges, chosen=chosen, repair=repair, narrow=narrow,
                report_cap=report_cap, recheck_delay=recheck_delay,
                dual_write_since_us=dual_write_since(session, config))
@@ -79,7 +95,7 @@ def dual_write_since(session: Session, config: Config) -> int | None:
                           (DUAL_WRITE_FLAG,)).one()
     if row is None or row.value != "on" or row.changed_at is None:
         return None
-    return micros(row.changed_at.replace(tzinfo=timezone.utc))
+    return micros(row.changed_at.replace(tzinfo=UTC))
 
 
 def survey_indexes(run: Run) -> list[int]:
@@ -195,7 +211,7 @@ def conclude(run: Run, surveys: list[dict], inspections: list[dict], *, finished
     reasons: Counter = Counter()
     for p in parts:
         reasons.update(p["rejected_by_reason"])
-    finished = micros(finished_at or datetime.now(timezone.utc))
+    finished = micros(finished_at or datetime.now(UTC))
     return Outcome(
         status=status_of(total, run.repair), tallies=tallies, total=total, diffs=diffs[:run.report_cap],
         rejects=sorted((r for p in parts for r in p["rejects"]), key=lambda r: r["trade_id"])[:run.report_cap],

@@ -13,7 +13,7 @@ import os
 import random
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from hashlib import blake2b
 
@@ -80,7 +80,7 @@ class Run:
 
     @property
     def started_at(self) -> datetime:
-        return datetime.fromtimestamp(self.started_us / 1_000_000, timezone.utc)
+        return datetime.fromtimestamp(self.started_us / 1_000_000, UTC)
 
     @cached_property
     def recent_since(self) -> datetime:
@@ -105,7 +105,7 @@ class Run:
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> "Run":
+    def from_json(cls, data: dict) -> Run:
         return cls(**{**data, "ranges": tuple(TokenRange(int(a), int(b)) for a, b in data["ranges"]),
                       "chosen": tuple(int(i) for i in data["chosen"])})
 
@@ -153,7 +153,7 @@ class Scope:
                 "buckets": self.buckets}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Scope":
+    def from_json(cls, data: dict) -> Scope:
         return cls({int(k): v for k, v in data["forward"].items()},
                    {int(k): v for k, v in data["reverse"].items()},
                    frozenset(data["dirty_source"]), frozenset(data["dirty_target"]), data["buckets"])
@@ -173,7 +173,7 @@ class Tally:
     orphans: int = 0
     repaired: int = 0
 
-    def add(self, other: "Tally") -> "Tally":
+    def add(self, other: Tally) -> Tally:
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
         return self

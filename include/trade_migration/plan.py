@@ -6,7 +6,7 @@ import logging
 from cassandra.cluster import Session
 
 from . import statements, tokens
-from .config import Config, ConfigError, LEGACY_TABLE
+from .config import LEGACY_TABLE, Config, ConfigError
 from .ledger import DONE, Ledger, RangeState
 from .tokens import TokenRange
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import calendar
 import random
 import time
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Callable, Collection
 
 from cassandra.cluster import Session
 
@@ -144,7 +144,8 @@ class ShadowReport:
         return "\n".join([head] + ["  " + d.line() for d in self.differences])
 
 
-def compare_pair(paths: ReadPaths, user_id: int, symbol: str, limit: int = DEFAULT_LIMIT) -> tuple[int, list[Difference]]:
+def compare_pair(paths: ReadPaths, user_id: int, symbol: str,
+                 limit: int = DEFAULT_LIMIT) -> tuple[int, list[Difference]]:
     """Diff the new path's page against the same window of the old path: (rows compared, differences).
 
     The window ends at the new page's last row when the page is full, so a row missing from
@@ -170,7 +171,7 @@ def compare_pair(paths: ReadPaths, user_id: int, symbol: str, limit: int = DEFAU
             diffs.append(Difference(kind=EXTRA, **where))
         elif a != b:
             cols = [f"{c}: settled_trades {x!r}, user_trades {y!r}"
-                    for c, x, y in zip(USER_TRADE_COLUMNS, a, b) if x != y]
+                    for c, x, y in zip(USER_TRADE_COLUMNS, a, b, strict=True) if x != y]
             diffs.append(Difference(kind=MISMATCH, detail="; ".join(cols), **where))
     return len(old_by_key.keys() | new_by_key.keys()), diffs
 
@@ -267,7 +268,7 @@ def benchmark(paths: ReadPaths, pairs: list[tuple[int, str]], *, limit: int = DE
             "new": {k: asdict(v) for k, v in new.items()},
             "ratio": ratio,
             "rows": sum(len(page) for page in new_pages),
-            "different_answers": [list(pair) for pair, a, b in zip(pairs, old_pages, new_pages) if a != b]}
+            "different_answers": [list(pair) for pair, a, b in zip(pairs, old_pages, new_pages, strict=True) if a != b]}
 
 
 def format_benchmark(report: dict) -> str:

@@ -1,7 +1,7 @@
 """Reads for verification: paged range scans that fetch ahead, and many key lookups at once."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args

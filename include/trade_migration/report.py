@@ -11,13 +11,13 @@ import html
 import json
 import os
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
 from .parity import Outcome
-from .parity_run import Run, SAMPLED
+from .parity_run import SAMPLED, Run
 
 DIFF_COLUMNS = ("kind", "direction", "range", "trade_id", "user_id", "symbol_id", "settled_at", "side",
                 "columns", "expected", "actual", "detail", "source_written_at", "origin", "repair")
@@ -37,7 +37,7 @@ def origin(run: Run, written_us: int | None) -> str:
 
 
 def _when(us: int | None) -> str:
-    return datetime.fromtimestamp(us / 1e6, timezone.utc).isoformat() if us else ""
+    return datetime.fromtimestamp(us / 1e6, UTC).isoformat() if us else ""
 
 
 def write(run: Run, outcome: Outcome, directory: Path | None = None) -> dict[str, Path]:

@@ -63,7 +63,8 @@ class Diff:
         return (self.user_id, self.symbol_id, self.settled_at, self.trade_id, self.side)
 
     def to_json(self) -> dict:
-        return {"kind": self.kind, "direction": self.direction, "range": self.range, "trade_id": self.trade_id, "user_id": self.user_id,
+        return {"kind": self.kind, "direction": self.direction, "range": self.range, "trade_id": self.trade_id,
+                "user_id": self.user_id,
                 "symbol_id": self.symbol_id, "side": self.side,
                 "settled_at": self.settled_at.isoformat() if self.settled_at else None,
                 "columns": list(self.columns), "expected": _jsonable(self.expected),
@@ -76,12 +77,12 @@ def _jsonable(values: dict) -> dict:
 
 
 def _named(row: tuple) -> dict:
-    return dict(zip(USER_TRADE_COLUMNS, row))
+    return dict(zip(USER_TRADE_COLUMNS, row, strict=True))
 
 
 def compare(expected: tuple, actual: tuple) -> tuple[str, ...]:
     """The user_trades columns whose values differ."""
-    return tuple(name for name, e, a in zip(USER_TRADE_COLUMNS, expected, actual) if e != a)
+    return tuple(name for name, e, a in zip(USER_TRADE_COLUMNS, expected, actual, strict=True) if e != a)
 
 
 class Checker:
@@ -163,7 +164,7 @@ class Checker:
             wanted += [(written, urow) for urow in self.scope.forward_rows(how, row[0], out)]
         found = lookup(self.session, self.get_target, [row_key(u) for _, u in wanted], concurrency=self.concurrency)
         diffs = []
-        for (written, urow), got in zip(wanted, found):
+        for (written, urow), got in zip(wanted, found, strict=True):
             if got is None:
                 diffs.append(self._diff(MISSING, FORWARD, i, urow, written, expected=_named(urow),
                                         detail="no user_trades row for this side of the trade"))
@@ -201,7 +202,7 @@ class Checker:
             keep.append((row[0], src_tok, urow))
         ids = sorted({u[3] for _, _, u in keep})
         sources = dict(zip(ids, lookup(self.session, self.get_source, [(t,) for t in ids],
-                                       concurrency=self.concurrency)))
+                                       concurrency=self.concurrency), strict=True))
         diffs = []
         for tgt_tok, src_tok, urow in keep:
             source = sources[urow[3]]
@@ -276,7 +277,7 @@ class Checker:
                                          concurrency=self.concurrency, raise_on_first_error=True)
             found = lookup(self.session, self.get_target, [row_key(d.row) for d in todo], concurrency=self.concurrency)
             left = []
-            for d, got in zip(todo, found):
+            for d, got in zip(todo, found, strict=True):
                 if got is not None and tuple(got[1:TARGET_WRITETIMES_AT]) == d.row:
                     d.repair = label
                     self.tally(d.range).repaired += 1

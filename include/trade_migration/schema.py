@@ -8,9 +8,10 @@ from string import Template
 
 from cassandra.cluster import Session
 
-from .config import Config, TARGET_TABLE
+from .config import TARGET_TABLE, Config
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schema"
+# The package data: a link to schema/ at the repository root, so the DDL has one home.
+SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
 
 
 class SchemaDriftError(RuntimeError):
@@ -49,7 +50,7 @@ class TableShape:
     partition_key: tuple[str, ...]
     clustering: tuple[tuple[str, str], ...]  # (column, ASC|DESC)
 
-    def diff(self, live: "TableShape") -> list[str]:
+    def diff(self, live: TableShape) -> list[str]:
         lines = []
         for name, typ in self.columns.items():
             if name not in live.columns:
@@ -66,7 +67,7 @@ class TableShape:
 
 def expected_user_trades(schema_dir: Path = SCHEMA_DIR) -> TableShape:
     """Parse the contract's CREATE TABLE (schema/02_user_trades.cql): one source of truth."""
-    text = "\n".join(l.split("--", 1)[0] for l in (schema_dir / "02_user_trades.cql").read_text().splitlines())
+    text = "\n".join(ln.split("--", 1)[0] for ln in (schema_dir / "02_user_trades.cql").read_text().splitlines())
     body = text[text.index("(") + 1:]
     columns = dict(re.findall(r"^\s*([a-z_]+)\s+([a-z]+)\s*,\s*$", body, re.M))
     pk = re.search(r"PRIMARY KEY\s*\(\(([^)]*)\)\s*,([^)]*)\)", body)

@@ -8,7 +8,7 @@ again); tests/integration/test_status.py checks they agree with cleanup.evaluate
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from cassandra.cluster import Session
 
@@ -26,7 +26,7 @@ FAILED_LISTED = 20    # failed ranges listed (all are counted)
 
 def _utc(at: datetime | None) -> datetime | None:
     """The driver returns naive UTC timestamps; the page shows aware ones."""
-    return at.replace(tzinfo=timezone.utc) if at is not None and at.tzinfo is None else at
+    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
 
 
 def phase_rows(records: dict[str, phases.Phase]) -> list[dict]:

@@ -74,7 +74,8 @@ def backfill_html(b: dict) -> str:
                     id_="range-counts", numeric={1})
     slow = _table(["slowest ranges", "seconds", "rows read"],
                   [[f"<code>{escape(s['range'])}</code>", f"{s['seconds']:.3f}", _n(s["rows_read"])]
-                   for s in b["slowest"]], id_="slowest", numeric={1, 2}) if b["slowest"] else "<p>no range finished yet</p>"
+                   for s in b["slowest"]],
+                  id_="slowest", numeric={1, 2}) if b["slowest"] else "<p>no range finished yet</p>"
     if b["failed_total"]:
         shown = (f" (the first {len(b['failed'])} in token order)" if b["failed_total"] > len(b["failed"]) else "")
         failed = (f'<p id="failed-count">{_n(b["failed_total"])} failed ranges{shown}; clear their mapped'
@@ -107,7 +108,8 @@ def parity_svg(runs: list[dict], *, width: int = 560, height: int = 170) -> str:
         colour = CHART_COLOURS.get(r["status"], "#8c959f")
         tip = (f"{r['run_id']} ({r['mode']}): {r['status']}, {rows:,} rows checked, missing {r['missing']},"
                f" mismatched {r['mismatched']}, orphans {r['orphans']}, repaired {r['repaired']}")
-        parts.append(f'<rect class="run {escape(str(r["status"]))}" x="{x:.1f}" y="{top + plot - h:.1f}" width="{w:.1f}"'
+        parts.append(f'<rect class="run {escape(str(r["status"]))}" x="{x:.1f}" y="{top + plot - h:.1f}"'
+                     f' width="{w:.1f}"'
                      f' height="{h:.1f}" fill="{colour}"><title>{escape(tip)}</title></rect>')
         label = f"{diffs:,} diff" if diffs else f"{rows:,}"
         parts.append(f'<text x="{x + w / 2:.1f}" y="{top + plot - h - 4:.1f}" font-size="10" text-anchor="middle"'
@@ -127,7 +129,8 @@ def cleanup_html(c: dict) -> str:
         head = (f'<p class="big">{badge("pass")} every gate passes: user_trades_cleanup will ask for approval</p>')
     else:
         failed = [g["name"] for g in c["gates"] if not g["passed"]]
-        head = f'<p class="big">{badge("FAIL")} {len(failed)} of {len(c["gates"])} gates fail: {escape(", ".join(failed))}</p>'
+        head = (f'<p class="big">{badge("FAIL")} {len(failed)} of {len(c["gates"])} gates fail:'
+                f' {escape(", ".join(failed))}</p>')
     days = c["days_remaining"]
     if days is None:
         wait = (f"reads are not on user_trades yet: {c['min_days']} days of reads on user_trades start"
@@ -163,5 +166,6 @@ def render_error(keyspace: str, error: str) -> str:
     return ('<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Trade migration</title>'
             f"<style>{CSS}</style></head><body><h1>Trade migration</h1>"
             f'<p>{badge("failed")} the migration state in keyspace <code>{escape(keyspace)}</code> cannot be read:'
-            f" {escape(error)}</p><p>Before phase 1 there is nothing to show: run <code>user_trades_create_table</code>.</p>"
+            f" {escape(error)}</p>"
+            "<p>Before phase 1 there is nothing to show: run <code>user_trades_create_table</code>.</p>"
             "</body></html>")

@@ -49,13 +49,13 @@ def survey(session: Session, config: Config, run: Run, indexes: list[int], *, fe
                                concurrency=count_concurrency)
         if digesting:
             scan = _RangeDigest(session, config, run, fetch_size, page_timeout)
-            for i, part in zip(indexes, pool.map(scan, indexes)):
+            for i, part in zip(indexes, pool.map(scan, indexes), strict=True):
                 tallies[i] = part.tally
                 for k, d in part.digests.items():
                     digests[k].merge(d)
                 rejects += part.rejects
                 reasons.update(part.reasons)
-        for i, (settled, target) in zip(indexes, counting.result()):
+        for i, (settled, target) in zip(indexes, counting.result(), strict=True):
             tallies[i].settled, tallies[i].user_trades = settled, target
     return {
         "tallies": {str(i): t.to_json() for i, t in tallies.items()},

@@ -6,6 +6,7 @@ gives a key the minimum token, so (MIN, MAX] is the whole ring.
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 from typing import NamedTuple
 
 MIN_TOKEN = -(2**63)
@@ -32,14 +33,14 @@ def cluster_ranges(ring: list[int]) -> list[TokenRange]:
     """The ring's own ranges, with the wrapping range cut at MIN so all lie within (MIN, MAX]."""
     tokens = sorted(set(ring))
     bounds = [MIN_TOKEN] + [t for t in tokens if MIN_TOKEN < t < MAX_TOKEN] + [MAX_TOKEN]
-    return [TokenRange(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+    return [TokenRange(a, b) for a, b in pairwise(bounds) if b > a]
 
 
 def divide(rng: TokenRange, pieces: int) -> list[TokenRange]:
     """Cut a range into `pieces` near-equal contiguous ranges (fewer if it is too narrow)."""
     pieces = max(1, min(pieces, rng.width))
     cuts = [rng.start + rng.width * k // pieces for k in range(pieces)] + [rng.end]
-    return [TokenRange(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+    return [TokenRange(a, b) for a, b in pairwise(cuts) if b > a]
 
 
 def split_ring(ring: list[int], splits: int) -> list[TokenRange]:

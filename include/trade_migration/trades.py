@@ -67,7 +67,7 @@ def convert(trade: tuple, symbol_ids: dict[str, int]) -> tuple[tuple, tuple] | R
 
 def raw_values(trade: tuple) -> dict[str, str]:
     """The trade's values as text, kept with a reject so nothing is lost."""
-    return {name: ("null" if value is None else str(value)) for name, value in zip(SETTLED_COLUMNS, trade)}
+    return {name: ("null" if value is None else str(value)) for name, value in zip(SETTLED_COLUMNS, trade, strict=True)}
 
 
 def row_key(row: tuple) -> tuple:

@@ -15,10 +15,10 @@ import logging
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Iterator
+from datetime import UTC, datetime, timedelta
 
 from cassandra.cluster import Session
 from cassandra.metadata import Murmur3Token
@@ -86,7 +86,7 @@ def stamped(trade: tuple, ns: int) -> tuple:
     """The trade as settled now: settled_at = now (a null stays null, it is a reject), matched just before."""
     row = list(trade)
     ms = ns // 1_000_000
-    at = datetime.fromtimestamp(ms // 1000, timezone.utc) + timedelta(milliseconds=ms % 1000)
+    at = datetime.fromtimestamp(ms // 1000, UTC) + timedelta(milliseconds=ms % 1000)
     if row[SETTLED_AT] is not None:
         row[SETTLED_AT] = at
     if row[MATCHED_AT] is not None:

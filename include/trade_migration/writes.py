@@ -22,7 +22,7 @@ class BoundedWriter:
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
-        self._outstanding: "OrderedDict[object, int]" = OrderedDict()
+        self._outstanding: OrderedDict[object, int] = OrderedDict()
         self._in_flight = 0
         self._error: BaseException | None = None
 

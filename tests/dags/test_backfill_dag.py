@@ -1,8 +1,8 @@
 """user_trades_backfill end to end through dag.test(): mapped ranges, order guard, rerun."""
 import pytest
 from airflow.sdk.exceptions import ParamValidationError
-
 from conftest import dagbag, load_trades, mark_done
+
 from trade_migration import phases
 from trade_migration.ledger import Ledger
 

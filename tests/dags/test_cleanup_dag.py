@@ -7,19 +7,17 @@ Needs a migrated Airflow metadata DB (`bin/airflow db migrate`) and the settings
 """
 from __future__ import annotations
 
-import sys
 from datetime import timedelta
 
 import pytest
-
 from cleanup_state import prepare, set_flag, utcnow
 from conftest import REPO
+
 from trade_migration import cleanup, phases, schema
 from trade_migration.config import LEGACY_TABLE
 from trade_migration.flags import DUAL_WRITE, READ_PATH, Flags
 from trade_migration.ledger import FAILED, Ledger
 
-sys.path.insert(0, str(REPO / "dags"))   # the DAG file imports migration_common, as in the dag processor
 DAG_ID = "user_trades_cleanup"
 ACK = {"acknowledge_rejects": "eight generated rejects", "actor": "alice", "reason": "cleanup test"}
 AFTER_GATES = ("summarize", "approve", "archive_table", "drop_table", "record")

@@ -1,6 +1,5 @@
 """Every file in dags/ imports through Airflow's own DagBag, and the contract's DAGs exist."""
 import pytest
-
 from conftest import dagbag
 
 CONTRACT_DAGS = {"user_trades_migration", "user_trades_create_table", "user_trades_dual_write",

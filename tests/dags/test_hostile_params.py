@@ -18,19 +18,17 @@ from __future__ import annotations
 
 import json
 import ssl
-import sys
 from pathlib import Path
 
 import pytest
-
 from cleanup_state import prepare
 from conftest import REPO, load_trades, mark_done
 from db_snapshot import schema_of, snapshot
 from hitl_answer import Answer
+
 from trade_migration import phases
 from trade_migration.config import ConfigError
 
-sys.path.insert(0, str(REPO / "dags"))
 FREE_TEXT = {"actor", "reason", "override_reason", "acknowledge_rejects", "archive_dir", "skip_archive_reason"}
 REQUIRED = {"user_trades_dual_write": {"value": "off", "reason": "r"},
             "user_trades_read_path": {"value": "settled_trades", "reason": "r"},
@@ -100,10 +98,9 @@ def validated(schema: dict) -> bool:
 
 
 def run_count() -> int:
-    from sqlalchemy import func, select
-
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
+    from sqlalchemy import func, select
 
     with create_session() as session:
         return session.scalar(select(func.count()).select_from(DagRun))
@@ -165,7 +162,8 @@ def assert_literal(db, cfg, *texts: str) -> None:
 FREE_RUNS = {   # dag_id: (setup, conf beyond the free text, the task states of a clean run)
     "user_trades_create_table": (lambda db, cfg: None, {}, None),
     "user_trades_dual_write": (lambda db, cfg: mark_done(db, cfg, phases.CREATE_TABLE), {"value": "off"}, None),
-    "user_trades_read_path": (lambda db, cfg: mark_done(db, cfg, phases.CREATE_TABLE), {"value": "settled_trades"}, None),
+    "user_trades_read_path": (lambda db, cfg: mark_done(db, cfg, phases.CREATE_TABLE),
+                              {"value": "settled_trades"}, None),
 }
 
 
@@ -232,7 +230,8 @@ def test_cleanup_drops_settled_trades_and_nothing_else_whatever_the_params(airfl
         count("archive_dir injection")
         assert task_states(dr)["check_gates"] == {"failed"} and tries(dr, "check_gates") == [1]
     out = capfd.readouterr()
-    assert "ConfigError: archive_dir must be an absolute path below / without '..' (got '../../etc')" in out.out + out.err
+    assert ("ConfigError: archive_dir must be an absolute path below / without '..' (got '../../etc')"
+            in out.out + out.err)
     assert schema_of(db, cfg.keyspace) == shape
 
     # approved, with injections in every free-text Param and an absolute archive_dir full of syntax
@@ -316,7 +315,8 @@ def test_a_hostile_connection_schema_fails_the_first_try_and_touches_nothing(air
     assert str(dr.state) == "failed"
     assert task_states(dr)[task_id] == {"failed"} and tries(dr, task_id) == [1]
     out = capfd.readouterr()
-    assert f"ConfigError: connection schema (keyspace) must match [a-z][a-z0-9_]{{0,47}} (got '{bad}')" in out.out + out.err
+    assert (f"ConfigError: connection schema (keyspace) must match [a-z][a-z0-9_]{{0,47}} (got '{bad}')"
+            in out.out + out.err)
     assert snapshot(db, cfg.keyspace) == before
 
 
@@ -373,12 +373,10 @@ def test_credentials_from_the_connection_never_reach_the_logs(airflow_conn, db, 
 def test_tls_options_of_the_connection_reach_the_driver(monkeypatch):
     """No TLS server here: the hook's Cluster carries the options, and a connection attempt with
     them to the plaintext local node fails in the TLS handshake (so TLS really was attempted)."""
-    from cassandra.cluster import NoHostAvailable
-
-    from airflow.providers.apache.cassandra.hooks.cassandra import CassandraHook
-    from migration_common import cassandra
-
     import certifi
+    from airflow.providers.apache.cassandra.hooks.cassandra import CassandraHook
+    from cassandra.cluster import NoHostAvailable
+    from migration_common import cassandra
 
     ssl_options = {"ca_certs": certifi.where(), "cert_reqs": int(ssl.CERT_REQUIRED)}
     extras = {"ssl_options": ssl_options, "read_consistency": "LOCAL_QUORUM", "write_consistency": "LOCAL_QUORUM",
@@ -392,9 +390,8 @@ def test_tls_options_of_the_connection_reach_the_driver(monkeypatch):
         assert hook.cluster.load_balancing_policy.local_dc == "datacenter1"
     finally:
         hook.shutdown_cluster()
-    with pytest.raises(NoHostAvailable) as failed:
-        with cassandra("tls_test"):
-            pass
+    with pytest.raises(NoHostAvailable) as failed, cassandra("tls_test"):
+        pass
     errors = " ".join(repr(e) for e in failed.value.errors.values())
     assert "SSL" in errors or "ssl" in errors, errors
     count("TLS options check")

@@ -28,20 +28,17 @@ Needs a migrated Airflow metadata DB (`bin/airflow db migrate`) and the settings
 """
 from __future__ import annotations
 
-import sys
-
 import pytest
-
 from cleanup_state import prepare
 from conftest import REPO, load_trades, mark_done
 from db_snapshot import schema_of, snapshot
 from hitl_answer import Answer
+
 from trade_migration import backfill, generator, phases, schema, statements
 from trade_migration.ledger import Ledger
 from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
 from trade_migration.writer import SettlementWriter, WriterOptions
 
-sys.path.insert(0, str(REPO / "dags"))
 RING = [TokenRange(MIN_TOKEN, MAX_TOKEN)]
 PHASE_RUN_COLUMNS = ("run_id", "started_at", "finished_at")
 PARITY_RUN_COLUMNS = ("started_at", "run_id", "seed", "duration_s", "report_path")

@@ -5,13 +5,12 @@ Needs a migrated Airflow metadata DB (`bin/airflow db migrate`) and the settings
 from __future__ import annotations
 
 import json
-import sys
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, load_trades, mark_done
+
 from trade_migration import backfill, generator, phases, queries, schema, statements
 from trade_migration.config import Config
 from trade_migration.flags import DUAL_WRITE, READ_PATH, ROLLED_BACK, Flags
@@ -20,7 +19,6 @@ from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
 from trade_migration.trades import Reject, convert, row_key
 from trade_migration.writer import SettlementWriter, WriterOptions
 
-sys.path.insert(0, str(REPO / "dags"))   # the DAG files import migration_common, as in the dag processor
 MY_DAGS = ("user_trades_create_table", "user_trades_dual_write", "user_trades_read_path", "user_trades_migration")
 
 
@@ -161,7 +159,8 @@ def test_dual_write_on_waits_for_dual_writes_then_records_the_start(bag, airflow
     # the recorded start is a true bound: every trade settled after it is in user_trades
     symbols = {s[0]: s[1] for s in generator.symbols()}
     present = {row_key(tuple(r)) for r in db.execute(f"SELECT * FROM {cfg.keyspace}.user_trades")}
-    after = [tuple(t) for t in db.execute(f"SELECT {', '.join(statements.SETTLED_COLUMNS)} FROM {cfg.keyspace}.settled_trades")
+    after = [tuple(t) for t in db.execute(f"SELECT {', '.join(statements.SETTLED_COLUMNS)}"
+                                          f" FROM {cfg.keyspace}.settled_trades")
              if t.settled_at is not None and t.settled_at >= started.replace(tzinfo=None)]
     rows = [convert(t, symbols) for t in after]
     expected = {row_key(r) for out in rows if not isinstance(out, Reject) for r in out}

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, load_trades, mark_done
+
 from trade_migration import backfill, phases, plan, statements
 from trade_migration.config import ConfigError
 from trade_migration.cql import prepared
@@ -22,7 +21,6 @@ from trade_migration.symbols import load_symbol_ids
 from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
 from trade_migration.trades import Reject, convert, row_key
 
-sys.path.insert(0, str(REPO / "dags"))   # the DAG files import migration_common, as in the dag processor
 N = 800
 FAST = {"splits": 8, "recheck_delay_s": 0.1, "parallelism": 2, "actor": "alice", "reason": "test"}
 
@@ -123,7 +121,8 @@ def test_a_clean_run_records_clean_and_completes_the_phase(bag, verify_env, airf
     assert (phase.status, phase.run_id, phase.actor) == (phases.COMPLETED, dr.run_id, "alice")
     folder = Path(row.report_path)
     assert folder.parent.parent == verify_env / "reports"
-    assert sorted(p.name for p in folder.iterdir()) == ["differences.csv", "rejected.csv", "summary.html", "summary.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "differences.csv", "rejected.csv", "summary.html", "summary.json"]
     assert not (verify_env / "notice.json").exists()
 
 

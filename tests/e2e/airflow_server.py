@@ -14,6 +14,7 @@ it. The components' output goes to <home>/logs/<component>.log (`tail()` shows i
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -81,23 +82,23 @@ class AirflowServer:
             "AIRFLOW_CONN_SCYLLA_DEFAULT": json.dumps(
                 {"conn_type": "cassandra", "host": "127.0.0.1", "port": 9042, "schema": "trading"}),
             "TM_REPORT_DIR": str(self.home / "reports"),
-            "PYTHONPATH": str(REPO / "include"),
             "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         })
         env.update(extra)
         return env
 
     # --- lifecycle -------------------------------------------------------------------------------
-    def start(self, timeout: float = 240) -> "AirflowServer":
+    def start(self, timeout: float = 240) -> AirflowServer:
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
         migrate = subprocess.run([str(VENV_BIN / "airflow"), "db", "migrate"], env=self.env, cwd=self.home,
                                  capture_output=True, text=True, timeout=300)
         if migrate.returncode != 0:
             raise AirflowError(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}\n{migrate.stderr[-3000:]}")
         for name in COMPONENTS:
-            log = open(self.home / "logs" / f"{name}.log", "ab")
-            self.procs[name] = subprocess.Popen([str(VENV_BIN / "airflow"), name], env=self.env, cwd=self.home,
-                                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            with open(self.home / "logs" / f"{name}.log", "ab") as log:   # the child keeps its own copy
+                self.procs[name] = subprocess.Popen([str(VENV_BIN / "airflow"), name], env=self.env,
+                                                    cwd=self.home, stdout=log, stderr=subprocess.STDOUT,
+                                                    start_new_session=True)
             log.close()
         self.wait(self._healthy, timeout, "every component healthy at /api/v2/monitor/health")
         passwords = self.home / "simple_auth_manager_passwords.json.generated"
@@ -126,10 +127,8 @@ class AirflowServer:
             _signal_group(proc, signal.SIGTERM)
         deadline = time.monotonic() + grace
         for proc in self.procs.values():
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
         for proc in self.procs.values():
             _signal_group(proc, signal.SIGKILL)   # the group's leftovers (workers, task processes)
             proc.wait(10)
@@ -227,10 +226,8 @@ class AirflowServer:
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)     # the component was started in its own session: pgid == pid
-    except ProcessLookupError:
-        pass
 
 
 @contextmanager

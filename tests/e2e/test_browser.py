@@ -24,12 +24,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import sync_playwright
-
 from airflow_server import REPO, free_port, running_airflow
 from cleanup_state import add_parity_run, set_flag, utcnow
 from conftest import load_trades, mark_done
 from migration_common import POOL
+from playwright.sync_api import sync_playwright
+
 from trade_migration import cleanup, phases, plan, schema, statements
 from trade_migration.config import LEGACY_TABLE
 from trade_migration.flags import DUAL_WRITE, NEW_ONLY, READ_PATH, RETIRED, Flags
@@ -214,7 +214,8 @@ def _run_it(airflow, page, cfg, db, generated) -> None:
     frame.locator("h1", has_text="Trade migration").wait_for()
     n, rejected = len(states), sum(generated.rejects.values())
     assert frame.locator("#backfill-section .big").first.inner_text().startswith(f"{n} of {n} ranges done (100.0%)")
-    assert frame.locator("#phases tr").nth(4).inner_text().split("\t")[:4] == ["backfill", "completed", run_id, OPERATOR]
+    assert frame.locator("#phases tr").nth(4).inner_text().split("\t")[:4] == [
+        "backfill", "completed", run_id, OPERATOR]
     assert frame.locator("#phases tr").nth(6).inner_text().split("\t")[:2] == ["cleanup", "not started"]
     assert frame.locator("#flags tr").nth(1).inner_text().split("\t")[:2] == ["dual_write", "new_only"]
     assert frame.locator("#flags tr").nth(2).inner_text().split("\t")[:2] == ["read_path", "user_trades"]

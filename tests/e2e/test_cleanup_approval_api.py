@@ -12,9 +12,9 @@ import json
 
 import pandas as pd
 import pytest
-
 from airflow_server import running_airflow
 from cleanup_state import prepare
+
 from trade_migration import approval, cleanup, phases, schema
 from trade_migration.config import LEGACY_TABLE
 from trade_migration.flags import DUAL_WRITE, RETIRED, Flags

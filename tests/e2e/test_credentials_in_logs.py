@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from airflow_server import running_airflow
+
 from trade_migration import phases
 
 pytestmark = pytest.mark.e2e

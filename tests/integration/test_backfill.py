@@ -7,8 +7,8 @@ import sys
 import time
 
 import pytest
+from conftest import load_trades
 
-from conftest import REPO, load_trades
 from trade_migration import backfill, plan, summary
 from trade_migration.backfill import Options, RangeTimeout
 from trade_migration.ledger import DONE, Ledger
@@ -57,8 +57,9 @@ def expectation(session, ks):
             rejects[t.trade_id] = "bad_taker_side"
         else:
             sid = symbols[t.symbol]
-            for user, side, fee, order, other in ((t.buyer_user_id, "BUY", t.buyer_fee, t.buyer_order_id, t.seller_user_id),
-                                                  (t.seller_user_id, "SELL", t.seller_fee, t.seller_order_id, t.buyer_user_id)):
+            for user, side, fee, order, other in (
+                    (t.buyer_user_id, "BUY", t.buyer_fee, t.buyer_order_id, t.seller_user_id),
+                    (t.seller_user_id, "SELL", t.seller_fee, t.seller_order_id, t.buyer_user_id)):
                 rows[(user, sid, t.settled_at, t.trade_id, side)] = (
                     t.price, t.quantity, fee, order, other, t.taker_side == side, t.matched_at, t.output_seq, t.wt)
     return rows, rejects
@@ -68,7 +69,8 @@ def actual(session, ks):
     q = (f"SELECT user_id, symbol_id, settled_at, trade_id, side, price, quantity, fee, order_id,"
          f" counterparty_user_id, is_taker, matched_at, output_seq, WRITETIME(price) AS wt FROM {ks}.user_trades")
     rows = {tuple(r[:5]): tuple(r[5:]) for r in session.execute(q)}
-    rejects = {r.trade_id: r.reason.split(":")[0] for r in session.execute(f"SELECT trade_id, reason, raw FROM {ks}.rejected_trades")}
+    rejects = {r.trade_id: r.reason.split(":")[0]
+               for r in session.execute(f"SELECT trade_id, reason, raw FROM {ks}.rejected_trades")}
     return rows, rejects
 
 
@@ -115,7 +117,7 @@ def test_backfill_never_overwrites_a_newer_write(target, cfg, source):
 
 
 def test_sigkill_mid_range_resumes_from_the_checkpoint(target, cfg, source):
-    env = {**os.environ, "TM_KEYSPACE": cfg.keyspace, "PYTHONPATH": str(REPO / "include")}
+    env = {**os.environ, "TM_KEYSPACE": cfg.keyspace}
     proc = subprocess.Popen([sys.executable, "-m", "trade_migration.backfill_cli", "--backfill-id", "killed",
                              "--splits", "1", "--rows-per-second", "4000", "--fetch-size", "500"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -18,9 +18,9 @@ from collections import Counter
 from datetime import datetime
 
 import pytest
-
-from conftest import REPO, load_trades
+from conftest import load_trades
 from expectation import actual, assert_exact, expectation, raw_round_trips, source_rows, symbol_map
+
 from trade_migration import backfill, parity, plan, schema, statements, summary
 from trade_migration.backfill import Options
 from trade_migration.config import Config
@@ -70,7 +70,7 @@ def full_parity(db, cfg, run_id: str):
 
 def cli(keyspace: str, *args: str) -> subprocess.CompletedProcess:
     """The backfill without Airflow, as on-call runs it, in its own process."""
-    env = {**os.environ, "TM_KEYSPACE": keyspace, "PYTHONPATH": str(REPO / "include")}
+    env = {**os.environ, "TM_KEYSPACE": keyspace}
     return subprocess.run([sys.executable, "-m", "trade_migration.backfill_cli", *args], env=env,
                           capture_output=True, text=True, timeout=600)
 
@@ -195,7 +195,8 @@ def test_extreme_values_convert_and_backfill_exactly(db, cfg):
     # the newest first order of the contract holds at the extremes: far future first, epoch last
     page = [r.settled_at for r in db.execute(f"SELECT settled_at FROM {cfg.keyspace}.user_trades"
                                              f" WHERE user_id = 1001 AND symbol_id = 1")]
-    assert page[0] == FAR_FUTURE and page[-1] == datetime(1969, 12, 31, 23, 59, 59, 999000) and page == sorted(page, reverse=True)
+    assert (page[0] == FAR_FUTURE and page[-1] == datetime(1969, 12, 31, 23, 59, 59, 999000)
+            and page == sorted(page, reverse=True))
 
     outcome = full_parity(db, cfg, "extremes_check")
     assert outcome.status == parity.CLEAN and outcome.diffs == []

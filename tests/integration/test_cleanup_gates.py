@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from cleanup_state import add_parity_run, prepare, set_flag, settled_rows, utcnow
+
 from trade_migration import archive, cleanup, phases, schema, statements
 from trade_migration.config import LEGACY_TABLE, ConfigError
 from trade_migration.flags import DUAL_WRITE, NEW_ONLY, READ_PATH, RETIRED, Flags
@@ -147,7 +147,8 @@ def test_repaired_runs_count_as_clean_and_the_run_count_is_a_param(db, cfg, read
 
 
 def test_a_missing_ledger_fails_the_backfill_gate(db, cfg, ready):
-    gate = cleanup.evaluate(db, cfg, cleanup.GateOptions(backfill_id="other", acknowledge_rejects="ok")).gate("backfill")
+    opts = cleanup.GateOptions(backfill_id="other", acknowledge_rejects="ok")
+    gate = cleanup.evaluate(db, cfg, opts).gate("backfill")
     assert (gate.passed, gate.detail) == (False, "no ledger for backfill 'other'")
 
 
@@ -157,7 +158,8 @@ def test_a_ledger_with_a_gap_fails_even_when_every_range_is_done(db, cfg, ready)
     ledger.plan([halves[0]])
     rs = ledger.load()[0]
     ledger.finish(rs, "done")
-    gate = cleanup.evaluate(db, cfg, cleanup.GateOptions(backfill_id="gappy", acknowledge_rejects="ok")).gate("backfill")
+    opts = cleanup.GateOptions(backfill_id="gappy", acknowledge_rejects="ok")
+    gate = cleanup.evaluate(db, cfg, opts).gate("backfill")
     assert not gate.passed
     assert gate.detail == f"backfill 'gappy': every range done but ring not covered past {halves[0].end}"
 
@@ -303,7 +305,8 @@ def test_the_drop_retires_dual_write_then_drops_and_is_audited(db, cfg, ready, r
                    "flag_version": before.version + 1}
     assert not legacy_exists(db, cfg)
     flag = Flags(db, cfg).get(DUAL_WRITE)
-    assert (flag.value, flag.changed_by, flag.reason) == (RETIRED, "carol", "settled_trades dropped by cleanup run manual__9")
+    assert (flag.value, flag.changed_by, flag.reason) == (
+        RETIRED, "carol", "settled_trades dropped by cleanup run manual__9")
     [entry] = audit(db, cfg, cleanup.DROPPED)
     assert (entry.actor, json.loads(entry.details)["run_id"]) == ("carol", "manual__9")
     assert db.execute(f"SELECT count(*) FROM {cfg.keyspace}.user_trades").one()[0] == 2 * (2000 - 8)
@@ -317,7 +320,8 @@ def test_the_drop_retires_dual_write_then_drops_and_is_audited(db, cfg, ready, r
 
 def test_the_drop_refuses_when_dual_write_moved_back(db, cfg, ready):
     set_flag(db, cfg, DUAL_WRITE, "on")
-    with pytest.raises(cleanup.GatesFailed, match="dual_write is 'on' .* writes settled_trades again; nothing was dropped"):
+    with pytest.raises(cleanup.GatesFailed,
+                       match="dual_write is 'on' .* writes settled_trades again; nothing was dropped"):
         cleanup.drop_legacy(db, cfg, actor="carol", run_id="r", details={})
     assert legacy_exists(db, cfg)
     assert Flags(db, cfg).get(DUAL_WRITE).value == "on"

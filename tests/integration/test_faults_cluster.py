@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.policies import WhiteListRoundRobinPolicy
-
 from conftest import ALL_TABLES, REPO
 from expectation import assert_exact
+
 from trade_migration import backfill, generator, parity, plan, schema, summary
 from trade_migration.backfill import Options, RangeTimeout
 from trade_migration.config import Config
@@ -182,7 +182,7 @@ def target(session, source):
 
 # --- helpers --------------------------------------------------------------------------------------
 def cli_env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(REPO / "include"), "TM_KEYSPACE": KEYSPACE,
+    return {**os.environ, "TM_KEYSPACE": KEYSPACE,
             "TM_CONTACT_POINTS": "127.0.0.2", "TM_REPLICATION": json.dumps(REPLICATION),
             "TM_READ_CONSISTENCY": "QUORUM", "TM_WRITE_CONSISTENCY": "QUORUM", "TM_SERIAL_CONSISTENCY": "SERIAL"}
 
@@ -212,7 +212,7 @@ def assert_done_exactly(session, backfill_id: str, source) -> dict:
 
 
 def last_error_line(log: Path) -> str:
-    lines = [l for l in log.read_text().splitlines() if l and not l[:4].isdigit() and not l.startswith(" ")]
+    lines = [ln for ln in log.read_text().splitlines() if ln and not ln[:4].isdigit() and not ln.startswith(" ")]
     return lines[-1] if lines else ""
 
 

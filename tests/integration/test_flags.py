@@ -90,15 +90,16 @@ def test_two_concurrent_changes_exactly_one_wins(db, cfg):
         start = threading.Barrier(2)
         outcome: dict[str, object] = {}
 
-        def change(actor: str, value: str) -> None:
+        def change(actor: str, value: str, start=start, outcome=outcome, reason=f"round {round_}",
+                   seen=seen) -> None:
             start.wait()
             try:
-                outcome[actor] = Flags(db, cfg).set(READ_PATH, value, actor=actor, reason=f"round {round_}",
-                                                    expected=seen)
+                outcome[actor] = Flags(db, cfg).set(READ_PATH, value, actor=actor, reason=reason, expected=seen)
             except FlagConflict as exc:
                 outcome[actor] = exc
 
-        threads = [threading.Thread(target=change, args=(a, v)) for a, v in zip(("alice", "bob"), targets)]
+        threads = [threading.Thread(target=change, args=(a, v))
+                   for a, v in zip(("alice", "bob"), targets, strict=True)]
         for t in threads:
             t.start()
         for t in threads:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import inspect
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-
 from conftest import REPO, load_trades
+
 from trade_migration import archive, cleanup, flags, phases, plan, schema, statements, status, synthetic_ledger
 from trade_migration.config import Config, ConfigError
 from trade_migration.flags import DUAL_WRITE, NEW_ONLY, Flags
@@ -107,7 +107,7 @@ def test_every_keyspace_entry_point_refuses_what_is_not_an_identifier(db, cfg, u
         if isinstance(bad, str) and "\x00" not in bad:
             with pytest.raises(ConfigError, match="keyspace must match"):
                 Config.from_env({"TM_KEYSPACE": bad})
-        for name, fn, params in builders:
+        for _name, fn, params in builders:
             args = [bad] + ["user_trades"] * len([p for p in params if p == "table"])
             with pytest.raises(ConfigError, match="keyspace must match"):
                 fn(*args)
@@ -125,7 +125,7 @@ def test_every_table_name_entry_point_refuses_what_is_not_an_identifier(db, cfg,
 
 
 def test_every_ledger_name_entry_point_refuses_what_is_not_an_identifier(db, cfg, unchanged):
-    at = datetime.now(timezone.utc)
+    at = datetime.now(UTC)
     for bad in INJECTIONS + aimed_at(cfg.keyspace):
         with pytest.raises(ConfigError, match="backfill_id must match"):
             Ledger(db, cfg, bad)

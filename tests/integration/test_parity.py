@@ -17,18 +17,18 @@ import itertools
 import json
 import math
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from conftest import load_trades
+
 from trade_migration import backfill, generator, parity, plan, report, statements
+from trade_migration.cql import prepared
 from trade_migration.digests import bucket, buckets_of, source_token, target_token
 from trade_migration.flags import DUAL_WRITE, Flags
-from trade_migration.cql import prepared
 from trade_migration.ledger import Ledger
 from trade_migration.parity_run import ALL, SAMPLED, Scope
-from trade_migration.row_parity import (AT_RUN_START, AT_SOURCE_TIME, MISMATCHED, MISSING, ORPHAN, Checker)
+from trade_migration.row_parity import AT_RUN_START, AT_SOURCE_TIME, MISMATCHED, MISSING, ORPHAN, Checker
 from trade_migration.symbols import load_symbol_ids
 from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
 from trade_migration.trades import Reject, convert, row_key
@@ -121,7 +121,8 @@ def test_a_clean_backfill_is_clean_in_every_mode(db, cfg):
     assert sampled.status == parity.CLEAN and sampled.counts is None
     assert len(run.chosen) == 2   # 25% of 8 ranges
     in_chosen = [run.ranges[i] for i in run.chosen]
-    n_source = sum(db.execute(prepared(db, statements.count_settled_range(cfg.keyspace)), (r.start, r.end)).one()[0] for r in in_chosen)
+    n_source = sum(db.execute(prepared(db, statements.count_settled_range(cfg.keyspace)), (r.start, r.end)).one()[0]
+                   for r in in_chosen)
     n_target = sum(db.execute(prepared(db, statements.count_user_trades_range(cfg.keyspace)), (r.start, r.end)).one()[0]
                    for r in in_chosen)
     assert (sampled.total.source_rows, sampled.total.target_rows) == (n_source, n_target)
@@ -142,7 +143,8 @@ def test_planted_faults_are_found_counted_exactly_and_repaired(db, cfg, tmp_path
     gone = min(by_symbol, key=lambda s: (len(by_symbol[s]), s))
     gone_trades = by_symbol[gone]
     others = [t for s, ts in sorted(by_symbol.items()) if s != gone for t in ts]
-    t1, t2, t3, t4, t5, t6, t7, t8 = others[:5] + [t for t in others[5:] if src[t][0][12] is not None][:1] + others[40:42]
+    t1, t2, t3, t4, t5, t6, t7, t8 = (others[:5] + [t for t in others[5:] if src[t][0][12] is not None][:1]
+                                      + others[40:42])
     rows = {t: convert(src[t][0], symbol_ids) for t in (t1, t2, t3, t4, t5, t6, t7, t8)}
     reject_id = next(t for t, (trade, _) in sorted(src.items())
                      if isinstance(convert(trade, symbol_ids), Reject) and trade[13] is not None and trade[2] != gone)
@@ -292,7 +294,7 @@ def test_a_sampled_run_checks_its_seeded_ranges_and_the_last_day(db, cfg, tmp_pa
     delete_row(db, cfg, convert(src[unsampled_old][0], symbol_ids)[0])
     # a trade settled an hour ago outside the sample, its rows never written
     recent_id = next(t for t in itertools.count(LIVE_FIRST) if not in_chosen(t))
-    an_hour_ago = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+    an_hour_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     recent = (recent_id, *src[ok[0]][0][1:12], an_hour_ago - timedelta(milliseconds=5), an_hour_ago)
     db.execute(prepared(db, statements.insert_settled(cfg.keyspace)), (*recent, int(time.time() * 1e6)))
 

@@ -4,13 +4,25 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from conftest import load_trades
+
 from trade_migration import backfill, generator, statements
 from trade_migration.ledger import Ledger
-from trade_migration.queries import (EXTRA, MISMATCH, MISSING, ReadPathBlocked, ReadPaths, ShadowReport,
-                                     benchmark, format_benchmark, order_key, percentile, require_clean,
-                                     sample_pairs, shadow_compare)
+from trade_migration.queries import (
+    EXTRA,
+    MISMATCH,
+    MISSING,
+    ReadPathBlocked,
+    ReadPaths,
+    ShadowReport,
+    benchmark,
+    format_benchmark,
+    order_key,
+    percentile,
+    require_clean,
+    sample_pairs,
+    shadow_compare,
+)
 from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
 from trade_migration.trades import Reject, convert
 

@@ -46,7 +46,8 @@ def test_a_wrong_clustering_order_is_caught(cluster_session, cfg):
 
 def test_wrong_types_and_keys_are_each_listed(cluster_session, cfg):
     bad = make_drifted(cluster_session, cfg.keyspace + "_types",
-                       ("PRIMARY KEY ((user_id, symbol_id), settled_at", "PRIMARY KEY ((user_id), symbol_id, settled_at"),
+                       ("PRIMARY KEY ((user_id, symbol_id), settled_at",
+                        "PRIMARY KEY ((user_id), symbol_id, settled_at"),
                        ("CLUSTERING ORDER BY (settled_at DESC", "CLUSTERING ORDER BY (symbol_id ASC, settled_at DESC"),
                        ("price                bigint", "price                int"))
     cluster_session.execute(f"ALTER TABLE {bad.keyspace}.user_trades DROP output_seq")

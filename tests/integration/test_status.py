@@ -7,17 +7,17 @@ remaining count down from the read_path switch.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from cleanup_state import prepare, utcnow
 from conftest import mark_done
+
 from trade_migration import cleanup, phases, status, status_page, synthetic_ledger
 from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange, divide
 
 N = 5000
-AT = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
 def test_a_ledger_of_5000_ranges_is_summarised_exactly(db, cfg):
@@ -59,7 +59,8 @@ def test_a_ledger_of_5000_ranges_is_summarised_exactly(db, cfg):
     assert got["parity"] == []
     assert {g["name"]: g["passed"] for g in got["cleanup"]["gates"]} == {
         "order": False, "read_path": False, "writer": False, "parity": False, "backfill": False, "rejects": True}
-    assert (got["cleanup"]["passed"], got["cleanup"]["finished"], got["cleanup"]["days_remaining"]) == (False, False, None)
+    assert (got["cleanup"]["passed"], got["cleanup"]["finished"],
+            got["cleanup"]["days_remaining"]) == (False, False, None)
 
     page = status_page.render(got)
     assert "3,500 of 5,000 ranges done (70.0%)" in page
@@ -84,7 +85,7 @@ def test_the_page_gates_are_cleanups_own(db, cfg):
     assert {k: (f["value"], f["changed_by"]) for k, f in got["flags"].items()} == {
         "dual_write": ("new_only", "pytest"), "read_path": ("user_trades", "pytest")}
     assert [(r["status"], r["started_at"]) for r in got["parity"]] == [
-        ("clean", r.started_at.replace(tzinfo=timezone.utc)) for r in sorted(
+        ("clean", r.started_at.replace(tzinfo=UTC)) for r in sorted(
             db.execute(f"SELECT started_at, status FROM {cfg.keyspace}.parity_runs"), key=lambda r: r.started_at)]
     assert len(got["parity"]) == 7
     backfill = got["backfill"]

@@ -4,17 +4,13 @@ keyspace named by the scylla_default connection, and follows the connection when
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
+import trade_migration_plugin as plugin
 from fastapi.testclient import TestClient
 
-from conftest import REPO
 from trade_migration import synthetic_ledger
 from trade_migration.ledger import now
-
-sys.path.insert(0, str(REPO / "plugins"))
-import trade_migration_plugin as plugin  # noqa: E402
 
 
 @pytest.fixture

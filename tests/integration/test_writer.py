@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from itertools import islice
 
 import pytest
 
@@ -71,9 +72,9 @@ def test_dual_write_writes_the_converted_rows_with_the_same_timestamp(db, cfg, s
 
 
 def test_live_trades_are_settled_now(db, cfg, symbols):
-    before = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(milliseconds=1)
+    before = datetime.now(UTC).replace(tzinfo=None) - timedelta(milliseconds=1)
     SettlementWriter(db, cfg, WriterOptions(trades_per_second=0, first_trade_id=FIRST)).run(count=50)
-    after = datetime.now(timezone.utc).replace(tzinfo=None)
+    after = datetime.now(UTC).replace(tzinfo=None)
     for trade, wt in settled(db, cfg).values():
         if trade[13] is not None:
             assert before <= trade[13] <= after
@@ -102,9 +103,9 @@ def test_the_writer_picks_up_a_flag_change_within_its_bound(db, cfg, symbols):
     with writer.running():
         while writer.stats.settled < 50:
             time.sleep(0.05)
-        changed = datetime.now(timezone.utc).replace(tzinfo=None)
+        changed = datetime.now(UTC).replace(tzinfo=None)
         Flags(db, cfg).set(DUAL_WRITE, "on", actor="pytest", reason="test the bound")
-        committed = datetime.now(timezone.utc).replace(tzinfo=None)
+        committed = datetime.now(UTC).replace(tzinfo=None)
         settled_at_change = writer.stats.settled
         while writer.stats.settled < settled_at_change + 150:   # 1.5 s of traffic at 100/s: 3 bounds
             time.sleep(0.05)
@@ -146,7 +147,7 @@ def test_new_only_writes_user_trades_alone_and_needs_reads_moved(db, cfg):
     check_writer_switch(NEW_ONLY, flags.all())
     flags.set(DUAL_WRITE, NEW_ONLY, actor="t", reason="stop writing the legacy table")
     writer = SettlementWriter(db, cfg, WriterOptions(flag_refresh_s=0))
-    trades = [t for t, _ in zip(live_trades(5_000_000, 3), range(20))]
+    trades = list(islice(live_trades(5_000_000, 3), 20))
     outcomes = [writer.settle(t).outcome for t in trades]
     assert db.execute(f"SELECT count(*) FROM {cfg.keyspace}.settled_trades").one()[0] == 0
     rows = db.execute(f"SELECT count(*) FROM {cfg.keyspace}.user_trades").one()[0]

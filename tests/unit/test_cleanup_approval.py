@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from trade_migration import approval, cleanup
 
-AT = datetime(2026, 11, 24, 9, 30, tzinfo=timezone.utc)
+AT = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
 ALICE = {"id": "alice", "name": "Alice Ops"}
 
 
@@ -27,7 +27,8 @@ def test_what_an_answer_means(response, action, line):
     if action == approval.APPROVED:
         assert approval.require_approval(response) == approval.Decision("Approve", "Alice Ops", "alice", AT, False)
     else:
-        with pytest.raises(approval.NotApproved, match=re.escape(f"needs a person's Approve in the approval task; found: {line}.")):
+        with pytest.raises(approval.NotApproved,
+                           match=re.escape(f"needs a person's Approve in the approval task; found: {line}.")):
             approval.require_approval(response)
 
 
@@ -67,7 +68,8 @@ def test_the_body_shows_gates_counts_parity_and_the_archive():
 
 def test_the_body_says_plainly_when_there_is_no_archive():
     text = approval.body(_report(), {"settled_trades": 3, "user_trades": 0, "ranges": 1}, archive_dir="/x",
-                         skip_archive_reason="kept in the data lake since 2024", run_id="r", response_timeout=timedelta(hours=24))
+                         skip_archive_reason="kept in the data lake since 2024", run_id="r",
+                         response_timeout=timedelta(hours=24))
     assert "**No archive**: the run opted out because: kept in the data lake since 2024" in text
     assert "/x" not in text
 

@@ -19,7 +19,8 @@ def test_keyspace_is_validated_before_any_statement_is_built():
 
 
 def test_replication_maps():
-    assert replication('{"class": "NetworkTopologyStrategy", "dc1": 3}') == {"class": "NetworkTopologyStrategy", "dc1": 3}
+    assert replication('{"class": "NetworkTopologyStrategy", "dc1": 3}') == {
+        "class": "NetworkTopologyStrategy", "dc1": 3}
     for bad in ['{"class": "Evil"}', '{"class": "SimpleStrategy", "dc1": 3}', "{",
                 '{"class": "SimpleStrategy", "replication_factor": "3}"}', '{"class": "SimpleStrategy"}']:
         with pytest.raises(ConfigError):
@@ -28,7 +29,8 @@ def test_replication_maps():
 
 def test_from_env():
     c = Config.from_env({"TM_KEYSPACE": "other", "TM_CONTACT_POINTS": "10.0.0.1, 10.0.0.2",
-                         "TM_READ_CONSISTENCY": "quorum", "TM_REPLICATION": '{"class": "NetworkTopologyStrategy", "dc1": 3}'})
+                         "TM_READ_CONSISTENCY": "quorum",
+                         "TM_REPLICATION": '{"class": "NetworkTopologyStrategy", "dc1": 3}'})
     assert (c.keyspace, c.contact_points, c.read_consistency) == ("other", ("10.0.0.1", "10.0.0.2"), "quorum")
     with pytest.raises(ConfigError):
         Config.from_env({"TM_WRITE_CONSISTENCY": "MOST"})

@@ -13,8 +13,8 @@ def test_cassandra_package_is_scylla_driver_at_the_pinned_version():
 
 
 def test_cluster_accepts_shard_aware_options():
-    from cassandra.shard_info import ShardingInfo  # noqa: F401 - exists only in scylla-driver
     from cassandra.cluster import ShardAwareOptions
+    from cassandra.shard_info import ShardingInfo  # noqa: F401 - exists only in scylla-driver
 
     cluster = Cluster(["127.0.0.1"], shard_aware_options=ShardAwareOptions(disable=True))
     assert cluster.shard_aware_options.disable is True

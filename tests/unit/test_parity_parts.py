@@ -3,14 +3,26 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from itertools import pairwise
 
 import pytest
 
 from trade_migration import notify, parity
 from trade_migration.digests import BUCKETS, Digest, bucket, buckets_of, row_hash
-from trade_migration.parity_run import (ALL, CELLS, FULL, RECENTLY_SETTLED, SAMPLED, Run, Scope, Tally, choose,
-                                        derive_seed, merge_tallies)
+from trade_migration.parity_run import (
+    ALL,
+    CELLS,
+    FULL,
+    RECENTLY_SETTLED,
+    SAMPLED,
+    Run,
+    Scope,
+    Tally,
+    choose,
+    derive_seed,
+    merge_tallies,
+)
 from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, split_ring
 
 ROW = (5, 1, datetime(2026, 5, 1, 12, 0, 0, 123000), 10_000_001, "BUY", 6_700_000, 12, None, 20_000_002, 7,
@@ -38,7 +50,7 @@ def test_row_hash_is_the_same_in_another_process():
 
     from conftest import REPO
 
-    code = ("import sys, datetime; sys.path.insert(0, 'include');"
+    code = ("import datetime;"
             "from trade_migration.digests import row_hash;"
             f"print(row_hash({ROW!r}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -51,7 +63,7 @@ def test_buckets_cover_the_ring_in_order():
     ranges = split_ring([0], 7)
     seen = [b for r in ranges for b in buckets_of(r)]
     assert seen[0] == 0 and seen[-1] == BUCKETS - 1
-    assert all(b2 in (b1, b1 + 1) for b1, b2 in zip(seen, seen[1:]))   # shared edges only
+    assert all(b2 in (b1, b1 + 1) for b1, b2 in pairwise(seen))   # shared edges only
 
 
 def test_a_sample_is_seeded_reproducible_and_never_empty():
@@ -67,7 +79,7 @@ def test_a_sample_is_seeded_reproducible_and_never_empty():
 
 def run(mode=SAMPLED, **kw) -> Run:
     ranges = tuple(split_ring([0], 4))
-    started = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
+    started = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
     return Run(run_id="r", started_us=int(started.timestamp() * 1e6), mode=mode, seed=1, sample_share=0.5,
                ranges=ranges, chosen=(1, 3), **kw)
 

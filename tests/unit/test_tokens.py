@@ -1,3 +1,5 @@
+from itertools import pairwise
+
 import pytest
 
 from trade_migration import tokens
@@ -44,7 +46,7 @@ def test_batches_are_contiguous_groups_in_a_seeded_shuffled_order():
     assert sorted(r for g in a for r in g) == ranges
     assert [len(g) for g in a] == [4, 4, 4, 4]
     for g in a:
-        assert all(x.end == y.start for x, y in zip(g, g[1:]))
+        assert all(x.end == y.start for x, y in pairwise(g))
     assert [g[0] for g in a] != sorted(g[0] for g in a)   # shuffled
     assert tokens.batches([], 4, seed="x") == []
 

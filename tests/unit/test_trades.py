@@ -1,11 +1,11 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from trade_migration.trades import REJECT_REASONS, Reject, convert, raw_values
 
-T = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
-M = datetime(2026, 1, 2, 3, 4, 4, tzinfo=timezone.utc)
+T = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+M = datetime(2026, 1, 2, 3, 4, 4, tzinfo=UTC)
 SYMBOLS = {"BTC_USDT": 1}
 
 
@@ -49,7 +49,7 @@ def test_every_reject_reason(over, code):
 
 def test_extreme_values_convert_unchanged():
     big = 2**63 - 1
-    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
     buyer, _ = convert(trade(trade_id=big, price=big, quantity=big, buyer_user_id=-(2**63), settled_at=epoch), SYMBOLS)
     assert buyer[:7] == (-(2**63), 1, epoch, big, "BUY", big, big)
 
