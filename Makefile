@@ -9,13 +9,14 @@ PYTEST_ARGS ?=
 .PHONY: venv db-up db-down db-status airflow-init browser demo lint test test-unit bench clean
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt pyproject.toml tests/support/pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "python3 (3.11) is required"; exit 1; }
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r requirements.txt
-	@# trade_migration (include/) as an editable package: the DAGs, tests, bench and scripts import it.
-	$(VENV)/bin/pip install -q --no-deps -e .
+	@# trade_migration (include/) and its test kit (tests/support/) as editable packages: the DAGs,
+	@# tests, bench and scripts import them with no path set-up.
+	$(VENV)/bin/pip install -q --no-deps -e . -e tests/support
 	@# cassandra-driver (from the provider) and scylla-driver share the `cassandra` package:
 	@# reinstall scylla-driver last so its copy is the one imported.
 	$(VENV)/bin/pip install -q --force-reinstall --no-deps scylla-driver==$(SCYLLA_DRIVER)

@@ -19,14 +19,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from trade_migration import generator, schema, statements, tokens
-from trade_migration.backfill import WRITETIME_AT, submit_by_partition
-from trade_migration.config import Config
-from trade_migration.cql import prepared
-from trade_migration.session import connect
-from trade_migration.symbols import load_symbol_ids
-from trade_migration.trades import Reject, convert
-from trade_migration.writes import BoundedWriter
+from testkit import generator
+
+from trade_migration.backfill.copier import WRITETIME_AT, submit_by_partition
+from trade_migration.core import tokens
+from trade_migration.core.config import Config
+from trade_migration.core.convert import Reject, convert
+from trade_migration.core.model import USER_TRADE_COLUMNS
+from trade_migration.core.prepared import prepared
+from trade_migration.core.session import connect
+from trade_migration.core.symbols import load_symbol_ids
+from trade_migration.core.writes import BoundedWriter
+from trade_migration.create_table import schema
+from trade_migration.statements.settled_trades import count_settled_range, scan_settled
+from trade_migration.statements.user_trades import insert_user_trade
 
 REPO = Path(__file__).resolve().parents[1]
 IN_FLIGHT = 128
@@ -34,7 +40,7 @@ CQLSH_VENV = REPO / ".local" / "cqlsh-venv"
 
 
 def ensure_data(session, config, n):
-    count = prepared(session, statements.count_settled_range(config.keyspace))
+    count = prepared(session, count_settled_range(config.keyspace))
     have = sum(session.execute(count, r).one()[0] for r in tokens.split_ring([tokens.MIN_TOKEN], 32))
     if have != n:
         print(f"generating {n:,} trades into {config.keyspace} (have {have:,}) ...", flush=True)
@@ -83,7 +89,7 @@ def ready_rows(session, ks, limit):
     """The backfill's output rows for the first trades in scan order, converted up front, so the
     baselines write exactly what the backfill writes, in the same order."""
     symbol_ids = load_symbol_ids(session, ks)
-    scan = prepared(session, statements.scan_settled(ks), fetch_size=1000)
+    scan = prepared(session, scan_settled(ks), fetch_size=1000)
     out = []
     for row in session.execute(scan, (tokens.MIN_TOKEN, tokens.MAX_TOKEN)):
         converted = convert(row[1:WRITETIME_AT], symbol_ids)
@@ -96,7 +102,7 @@ def ready_rows(session, ks, limit):
 
 
 def pure_writes(session, ks, rows):
-    stmt = prepared(session, statements.insert_user_trade(ks))
+    stmt = prepared(session, insert_user_trade(ks))
     writer, group = BoundedWriter(session, IN_FLIGHT), object()
     writer.open_group(group)
     t = time.monotonic()
@@ -109,7 +115,7 @@ def pure_writes(session, ks, rows):
 
 def grouped_writes(session, ks, rows, page=2000):
     """The ceiling of the backfill's own write path: ready rows, grouped by partition per page."""
-    stmt = prepared(session, statements.insert_user_trade(ks))
+    stmt = prepared(session, insert_user_trade(ks))
     writer, group = BoundedWriter(session, IN_FLIGHT), object()
     writer.open_group(group)
     t = time.monotonic()
@@ -124,7 +130,7 @@ def grouped_writes(session, ks, rows, page=2000):
 
 
 def naive_writes(session, ks, rows):
-    stmt = prepared(session, statements.insert_user_trade(ks))
+    stmt = prepared(session, insert_user_trade(ks))
     t = time.monotonic()
     for r in rows:
         session.execute(stmt, r)
@@ -141,7 +147,7 @@ def copy_from(ks, rows):
             w.writerow(["" if v is None else (v.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "+0000"
                                               if hasattr(v, "strftime") else v) for v in r[:-1]])
         path = f.name
-    cols = ", ".join(statements.USER_TRADE_COLUMNS)
+    cols = ", ".join(USER_TRADE_COLUMNS)
     cmd = f"COPY {ks}.user_trades ({cols}) FROM '{path}' WITH HEADER=false AND CHUNKSIZE=5000"
     t = time.monotonic()
     out = subprocess.run([str(CQLSH_VENV / "bin" / "cqlsh"), "127.0.0.1", "-e", cmd],

@@ -13,10 +13,13 @@ import argparse
 import statistics
 import time
 
-from trade_migration import schema, status, status_page, synthetic_ledger
-from trade_migration.config import Config
-from trade_migration.ledger import Ledger, now
-from trade_migration.session import connect
+from testkit import synthetic_ledger
+
+from trade_migration.core.config import Config
+from trade_migration.core.session import connect
+from trade_migration.create_table import schema
+from trade_migration.state.ledger import Ledger, now
+from trade_migration.ui import status, status_page
 
 
 def main(argv: list[str] | None = None) -> None:

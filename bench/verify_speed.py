@@ -15,10 +15,16 @@ from __future__ import annotations
 import argparse
 import time
 
-from trade_migration import backfill, counts, generator, parity, plan, schema, statements, tokens
-from trade_migration.config import Config
-from trade_migration.ledger import Ledger
-from trade_migration.session import connect
+from testkit import generator
+from testkit.statements import count_all
+
+from trade_migration.backfill import copier, plan
+from trade_migration.core import tokens
+from trade_migration.core.config import Config
+from trade_migration.core.session import connect
+from trade_migration.create_table import schema
+from trade_migration.state.ledger import Ledger
+from trade_migration.verify import counts, parity
 
 RING = [tokens.TokenRange(tokens.MIN_TOKEN, tokens.MAX_TOKEN)]
 
@@ -63,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     for table in ("user_trades", "backfill_ranges", "rejected_trades", "parity_runs"):
         session.execute(f"TRUNCATE {config.keyspace}.{table}", timeout=300)
     plan.ensure_ledger(session, config, Ledger(session, config, "bench"), splits)
-    copied, backfill_s = timed(backfill.run_batch, session, config, "bench", RING)
+    copied, backfill_s = timed(copier.run_batch, session, config, "bench", RING)
     backfill_rate = copied["rows_read"] / backfill_s
 
     # 2. full verification; 3. sampled verification
@@ -78,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     single = {}
     for table in ("settled_trades", "user_trades"):
         try:
-            cql = statements.count_all(config.keyspace, table)
+            cql = count_all(config.keyspace, table)
             single[table] = timed(lambda cql=cql: session.execute(cql, timeout=1800).one()[0])
         except Exception as exc:  # noqa: BLE001 - a timeout is a finding worth printing
             single[table] = (f"failed: {type(exc).__name__}", float("nan"))

@@ -10,9 +10,9 @@ from datetime import timedelta
 
 from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule, dag, get_current_context, teardown
 
-from trade_migration.config import IDENTIFIER, Config, ConfigError, identifier
-from trade_migration.phases import PhaseOrderError, State
-from trade_migration.schema import SchemaDriftError
+from trade_migration.core.config import IDENTIFIER, Config, ConfigError, identifier
+from trade_migration.create_table.schema import SchemaDriftError
+from trade_migration.state.phases import PhaseOrderError, State
 
 CONN_ID = os.environ.get("TM_CONN_ID", "scylla_default")
 POOL = "cassandra_backfill"
@@ -22,8 +22,8 @@ ID_PATTERN = rf"^{IDENTIFIER.pattern}(?![\s\S])"
 
 # Errors a retry cannot fix fail at once; everything else (timeouts, unavailable nodes) retries.
 FAIL_FAST = ExceptionRetryPolicy(rules=[
-    RetryRule(exception=[ConfigError, SchemaDriftError, PhaseOrderError, "trade_migration.flags.FlagConflict",
-                         "trade_migration.queries.ReadPathBlocked", "cassandra.InvalidRequest",
+    RetryRule(exception=[ConfigError, SchemaDriftError, PhaseOrderError, "trade_migration.state.flags.FlagConflict",
+                         "trade_migration.read_path.shadow.ReadPathBlocked", "cassandra.InvalidRequest",
                          "cassandra.protocol.SyntaxException", "cassandra.Unauthorized",
                          "cassandra.AuthenticationFailed"],
               action=RetryAction.FAIL, reason="a retry cannot fix this; fix the cause and rerun"),

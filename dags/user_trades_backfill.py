@@ -20,9 +20,10 @@ from migration_common import (
     who_and_why,
 )
 
-from trade_migration import backfill, phases, plan, summary
-from trade_migration.ledger import Ledger
-from trade_migration.session import is_scylla
+from trade_migration.backfill import copier, plan, summary
+from trade_migration.core.session import is_scylla
+from trade_migration.state import phases
+from trade_migration.state.ledger import Ledger
 
 log = logging.getLogger(__name__)
 BACKFILL_DONE = Asset("cassandra://trading/user_trades/backfill")
@@ -75,11 +76,11 @@ def user_trades_backfill():
         ctx["token_span"] = batch["label"]
         p = text_params(ctx["params"])
         with cassandra() as (session, config):
-            options = backfill.Options(
+            options = copier.Options(
                 fetch_size=p["fetch_size"], max_in_flight=p["max_in_flight"],
                 rows_per_second=p["rows_per_second"] / p["parallelism"], page_timeout=p["page_timeout_s"],
                 bypass_cache=is_scylla(session))
-            return backfill.run_batch(session, config, p["backfill_id"], plan.spans(batch), options)
+            return copier.run_batch(session, config, p["backfill_id"], plan.spans(batch), options)
 
     @task(outlets=[BACKFILL_DONE], trigger_rule="none_failed")
     def summarize() -> dict:

@@ -30,8 +30,9 @@ from migration_common import (
     who_and_why,
 )
 
-from trade_migration import approval, archive, cleanup, phases
-from trade_migration.flags import DUAL_WRITE, Flags
+from trade_migration.cleanup import approval, archive, gates
+from trade_migration.state import phases
+from trade_migration.state.flags import DUAL_WRITE, Flags
 
 log = logging.getLogger(__name__)
 # How long the approval waits before Reject is taken by default: the deployment may change it
@@ -40,9 +41,9 @@ RESPONSE_TIMEOUT = timedelta(seconds=int(os.environ.get("TM_APPROVAL_TIMEOUT_S",
 APPROVE_TASK = "approve"
 
 
-def gate_options(params) -> cleanup.GateOptions:
+def gate_options(params) -> gates.GateOptions:
     params = text_params(params)
-    return cleanup.GateOptions(min_days=params["min_days"], override_reason=params["override_reason"],
+    return gates.GateOptions(min_days=params["min_days"], override_reason=params["override_reason"],
                                parity_runs=params["parity_runs"], backfill_id=params["backfill_id"],
                                acknowledge_rejects=params["acknowledge_rejects"])
 
@@ -70,7 +71,7 @@ class CleanupApproval(ApprovalOperator):
     doc=__doc__,
     schedule="@daily",
     params={
-        "min_days": Param(cleanup.REQUIRED_DAYS, type="integer", minimum=0, maximum=3650,
+        "min_days": Param(gates.REQUIRED_DAYS, type="integer", minimum=0, maximum=3650,
                           description="Days the gateway must have read user_trades (fewer needs override_reason)."),
         "override_reason": Param(None, type=["null", "string"], maxLength=2000,
                                  description="Why fewer than 30 days are enough. Audited."),
@@ -102,12 +103,12 @@ def user_trades_cleanup():
         opts = gate_options(p)
         archive.archive_root(p["archive_dir"])                     # a bad path fails here, not after approval
         with cassandra() as (session, config):
-            done = cleanup.finished(session, config)
+            done = gates.finished(session, config)
             if done:
                 raise AirflowSkipException(f"the migration is over: {config.keyspace}.settled_trades was dropped"
                                            f" by run {done.run_id} ({done.actor}, {done.finished_at}); nothing to do")
-            report = cleanup.evaluate(session, config, opts)
-            cleanup.record_overrides(session, config, report, opts, actor=actor(ctx), run_id=ctx["run_id"])
+            report = gates.evaluate(session, config, opts)
+            gates.record_overrides(session, config, report, opts, actor=actor(ctx), run_id=ctx["run_id"])
         log.info("%s", report.text())
         report.raise_if_failed()
         return report.to_dict()
@@ -139,12 +140,12 @@ def user_trades_cleanup():
         p = text_params(ctx["params"])
         decision = approved(ctx)
         with cassandra() as (session, config):
-            cleanup.evaluate(session, config, gate_options(p)).raise_if_failed()
+            gates.evaluate(session, config, gate_options(p)).raise_if_failed()
             state = phases.State(session, config)
             state.mark(phases.CLEANUP, phases.RUNNING, run_id=ctx["run_id"], actor=decision.user,
                        reason=decision.line(), details={"archive_dir": summary["archive_dir"]})
             if p["skip_archive_reason"].strip():
-                state.audit(phases.CLEANUP, cleanup.ARCHIVE_SKIPPED, actor=decision.user,
+                state.audit(phases.CLEANUP, gates.ARCHIVE_SKIPPED, actor=decision.user,
                             reason=p["skip_archive_reason"].strip(), details={"run_id": ctx["run_id"]})
                 return {"directory": None, "rows": None, "skipped": p["skip_archive_reason"].strip()}
             flag = Flags(session, config).get(DUAL_WRITE, serial=True)
@@ -154,7 +155,7 @@ def user_trades_cleanup():
                 options=archive.ArchiveOptions(parallelism=p["archive_parallelism"]))
             result = {"directory": summary["archive_dir"], "rows": manifest["rows"], "files": manifest["files"],
                       "counted": manifest["counted"]}
-            state.audit(phases.CLEANUP, cleanup.ARCHIVED, actor=decision.user, reason=decision.line(),
+            state.audit(phases.CLEANUP, gates.ARCHIVED, actor=decision.user, reason=decision.line(),
                         details={"run_id": ctx["run_id"], **result})
         return result
 
@@ -163,8 +164,8 @@ def user_trades_cleanup():
         ctx = get_current_context()
         decision = approved(ctx)
         with cassandra() as (session, config):
-            cleanup.evaluate(session, config, gate_options(ctx["params"])).raise_if_failed()
-            return cleanup.drop_legacy(session, config, actor=decision.user, run_id=ctx["run_id"],
+            gates.evaluate(session, config, gate_options(ctx["params"])).raise_if_failed()
+            return gates.drop_legacy(session, config, actor=decision.user, run_id=ctx["run_id"],
                                        details={"approved": decision.line(), "archive": archived})
 
     @task

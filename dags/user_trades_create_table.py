@@ -11,7 +11,8 @@ import logging
 from airflow.sdk import get_current_context, task
 from migration_common import actor, cassandra, phase_dag, text_params, who_and_why
 
-from trade_migration import phases, schema
+from trade_migration.create_table import schema
+from trade_migration.state import phases
 
 log = logging.getLogger(__name__)
 

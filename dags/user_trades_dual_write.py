@@ -15,9 +15,10 @@ from datetime import datetime, timedelta
 from airflow.sdk import Param, PokeReturnValue, get_current_context, task
 from migration_common import actor, cassandra, phase_dag, text_params, who_and_why
 
-from trade_migration import dual_writes, phases
-from trade_migration.flags import DUAL_WRITE, NEW_ONLY, PHASE_STATUS, Flags, check_writer_switch
-from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN
+from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN
+from trade_migration.dual_write import evidence
+from trade_migration.state import phases
+from trade_migration.state.flags import DUAL_WRITE, NEW_ONLY, PHASE_STATUS, Flags, check_writer_switch
 
 log = logging.getLogger(__name__)
 POKE_INTERVAL_S = 5
@@ -66,7 +67,7 @@ def user_trades_dual_write():
         p = text_params(get_current_context()["params"])
         since = datetime.fromisoformat(change["changed_at"]) + timedelta(seconds=p["refresh_bound_s"])
         with cassandra() as (session, config):
-            seen = dual_writes.check(session, config, since=since, want=p["min_trades"], scan_rows=p["scan_rows"],
+            seen = evidence.check(session, config, since=since, want=p["min_trades"], scan_rows=p["scan_rows"],
                                      start_token=random.randint(MIN_TOKEN, MAX_TOKEN - 1))
         log.info("trades settled since %s: %s", since.isoformat(), seen.line())
         return PokeReturnValue(is_done=seen.done(p["min_trades"]),

@@ -14,8 +14,10 @@ import logging
 from airflow.sdk import Param, get_current_context, task
 from migration_common import actor, cassandra, phase_dag, text_params, who_and_why
 
-from trade_migration import phases, queries
-from trade_migration.flags import PHASE_STATUS, READ_PATH, Flags
+from trade_migration.read_path import latency, shadow
+from trade_migration.read_path.paths import DEFAULT_LIMIT, ReadPaths, sample_pairs
+from trade_migration.state import phases
+from trade_migration.state.flags import PHASE_STATUS, READ_PATH, Flags
 
 log = logging.getLogger(__name__)
 SWITCH, TIMING = "switch_read_path", "latency_benchmark"
@@ -29,7 +31,7 @@ SWITCH, TIMING = "switch_read_path", "latency_benchmark"
                        description="Where the gateway reads users' trade history from."),
         "sample_users": Param(200, type="integer", minimum=1, maximum=10000,
                               description="Users (x symbol) to compare and to time."),
-        "page_size": Param(queries.DEFAULT_LIMIT, type="integer", minimum=1, maximum=1000,
+        "page_size": Param(DEFAULT_LIMIT, type="integer", minimum=1, maximum=1000,
                            description="Rows per history page, as the gateway asks."),
         "seed": Param(42, type="integer", description="Seed of the user sample (same seed, same users)."),
         "override_reason": Param(None, type=["null", "string"], maxLength=2000,
@@ -50,9 +52,9 @@ def user_trades_read_path():
         ctx = get_current_context()
         p = text_params(ctx["params"])
         with cassandra() as (session, config):
-            paths = queries.ReadPaths(session, config)
-            pairs = queries.sample_pairs(session, config, p["sample_users"], seed=p["seed"], symbols=paths.symbol_ids)
-            report = queries.shadow_compare(paths, pairs, limit=p["page_size"])
+            paths = ReadPaths(session, config)
+            pairs = sample_pairs(session, config, p["sample_users"], seed=p["seed"], symbols=paths.symbol_ids)
+            report = shadow.shadow_compare(paths, pairs, limit=p["page_size"])
             summary = report.summary()
             phases.State(session, config).audit(phases.READ_PATH, "shadow_compare", actor=actor(ctx),
                                                 reason=p["reason"], details={"seed": p["seed"], **summary})
@@ -64,12 +66,12 @@ def user_trades_read_path():
         ctx = get_current_context()
         p = text_params(ctx["params"])
         with cassandra() as (session, config):
-            paths = queries.ReadPaths(session, config)
-            pairs = queries.sample_pairs(session, config, p["sample_users"], seed=p["seed"], symbols=paths.symbol_ids)
-            report = queries.benchmark(paths, pairs, limit=p["page_size"])
+            paths = ReadPaths(session, config)
+            pairs = sample_pairs(session, config, p["sample_users"], seed=p["seed"], symbols=paths.symbol_ids)
+            report = latency.benchmark(paths, pairs, limit=p["page_size"])
             phases.State(session, config).audit(phases.READ_PATH, "latency_benchmark", actor=actor(ctx),
                                                 reason=p["reason"], details=report)
-        print(queries.format_benchmark(report))
+        print(latency.format_benchmark(report))
         return report
 
     @task(retries=0, trigger_rule="none_failed_min_one_success")
@@ -80,7 +82,7 @@ def user_trades_read_path():
         with cassandra() as (session, config):
             state = phases.State(session, config)
             if value == "user_trades":
-                queries.require_clean(ctx["ti"].xcom_pull(task_ids="shadow_compare"), override_reason=override)
+                shadow.require_clean(ctx["ti"].xcom_pull(task_ids="shadow_compare"), override_reason=override)
                 if override:
                     state.audit(phases.READ_PATH, "shadow_override", actor=actor(ctx), reason=override)
             flag = Flags(session, config).set(READ_PATH, value, actor=actor(ctx), reason=p["reason"])

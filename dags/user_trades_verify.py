@@ -36,8 +36,10 @@ from migration_common import (
     who_and_why,
 )
 
-from trade_migration import notify, parity, phases, report
-from trade_migration.parity_run import MODES, Run, Scope, default_mode
+from trade_migration.core import notify
+from trade_migration.state import phases
+from trade_migration.verify import parity, report
+from trade_migration.verify.parity_run import MODES, Run, Scope, default_mode
 
 log = logging.getLogger(__name__)
 # The backfill's outlet (user_trades_backfill.BACKFILL_DONE). Importing it from that DAG file would

@@ -57,7 +57,7 @@ class _Sessions:
 def config_from_connection(conn):
     """Keyspace and consistency from the connection (schema, extras), as the DAGs read them
     (dags/migration_common.config_from_connection: the dags folder is not importable here)."""
-    from trade_migration.config import Config, identifier
+    from trade_migration.core.config import Config, identifier
 
     extras = conn.extra_dejson or {}
     overrides = {"keyspace": identifier(conn.schema, what="connection schema (keyspace)")} if conn.schema else {}
@@ -81,7 +81,7 @@ app = FastAPI(title="Trade migration", dependencies=[Depends(signed_in)])
 
 
 def _read(backfill_id: str) -> tuple[str, dict | None, str | None]:
-    from trade_migration.status import migration_status
+    from trade_migration.ui.status import migration_status
 
     keyspace = "?"
     try:
@@ -96,7 +96,7 @@ def _read(backfill_id: str) -> tuple[str, dict | None, str | None]:
 @app.get("/", response_class=HTMLResponse)
 def page(backfill_id: str = BACKFILL_ID) -> HTMLResponse:
     """The page (sync: FastAPI runs it in a worker thread, the driver calls block)."""
-    from trade_migration import status_page
+    from trade_migration.ui import status_page
 
     keyspace, status, error = _read(backfill_id)
     if error:

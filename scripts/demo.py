@@ -14,10 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-from trade_migration import statements
-from trade_migration.config import Config
-from trade_migration.session import connect
-from trade_migration.status import migration_status
+from testkit.statements import drop_keyspace
+
+from trade_migration.core.config import Config
+from trade_migration.core.session import connect
+from trade_migration.ui.status import migration_status
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,12 +43,12 @@ def main() -> None:
     if any(not p.startswith("127.") for p in config.contact_points):
         sys.exit("the demo resets its keyspace: it runs only against a local node (TM_CONTACT_POINTS)")
     session = connect(config)
-    session.execute(statements.drop_keyspace(config.keyspace), timeout=120)
+    session.execute(drop_keyspace(config.keyspace), timeout=120)
     print(f"== generating {TRADES:,} settled trades into {config.keyspace}", flush=True)
-    sh(sys.executable, "-m", "trade_migration.generator", "--trades", str(TRADES), "--seed", "7")
+    sh(sys.executable, "-m", "testkit.generator", "--trades", str(TRADES), "--seed", "7")
     with open(REPO / ".local" / "demo-writer.log", "w") as log:   # the child keeps its own copy
         writer = subprocess.Popen([str(REPO / "bin" / "airflow-env"), sys.executable, "-m",
-                                   "trade_migration.writer", "--rate", "20", "--flag-refresh", "2"],
+                                   "testkit.traffic", "--rate", "20", "--flag-refresh", "2"],
                                   cwd=REPO, stdout=log, stderr=log)
     results = []
     try:

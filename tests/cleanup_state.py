@@ -9,11 +9,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from conftest import load_trades, mark_done
+from testkit import generator
 
-from trade_migration import backfill, generator, phases, statements
-from trade_migration.flags import DUAL_WRITE, NEW_ONLY, READ_PATH, Flags
-from trade_migration.ledger import Ledger
-from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
+from trade_migration.backfill import copier
+from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
+from trade_migration.state import phases
+from trade_migration.state.flags import DUAL_WRITE, NEW_ONLY, READ_PATH, Flags
+from trade_migration.state.ledger import Ledger
+from trade_migration.statements.flags import flag_compare_and_set
+from trade_migration.statements.parity_runs import parity_insert
+from trade_migration.statements.settled_trades import scan_settled
 
 RING = [TokenRange(MIN_TOKEN, MAX_TOKEN)]
 
@@ -27,7 +32,7 @@ def set_flag(db, cfg, name: str, value: str, *, at: datetime | None = None) -> N
     """Set a flag as an operator would, then (if `at` is given) move its changed_at back to `at`."""
     flag = Flags(db, cfg).set(name, value, actor="pytest", reason=f"test sets {name}={value}")
     if at is not None:
-        stmt = db.prepare(statements.flag_compare_and_set(cfg.keyspace))
+        stmt = db.prepare(flag_compare_and_set(cfg.keyspace))
         applied = db.execute(stmt, (value, flag.version + 1, at, "pytest", "backdated by the test", name,
                                     value, flag.version)).one()[0]
         assert applied
@@ -35,7 +40,7 @@ def set_flag(db, cfg, name: str, value: str, *, at: datetime | None = None) -> N
 
 def add_parity_run(db, cfg, started_at: datetime, *, status: str = "clean", run_id: str | None = None,
                    missing: int = 0, repaired: int = 0) -> None:
-    db.execute(db.prepare(statements.parity_insert(cfg.keyspace)),
+    db.execute(db.prepare(parity_insert(cfg.keyspace)),
                (started_at, run_id or f"scheduled__{started_at:%Y-%m-%dT%H%M}", "sampled", 7, 4, 64, 1000,
                 missing, 0, 0, 0, repaired, status, 1.5, None))
 
@@ -50,7 +55,7 @@ def prepare(db, cfg, *, trades: int = 2000, seed: int = 5, read_days: float = 40
     if verify_done:
         mark_done(db, cfg, phases.VERIFY)
     Ledger(db, cfg, backfill_id).plan(RING)
-    backfill.run_batch(db, cfg, backfill_id, RING)
+    copier.run_batch(db, cfg, backfill_id, RING)
     now = utcnow()
     set_flag(db, cfg, READ_PATH, "user_trades", at=now - timedelta(days=read_days))
     set_flag(db, cfg, DUAL_WRITE, "on", at=now - timedelta(days=read_days + 5))
@@ -63,7 +68,7 @@ def prepare(db, cfg, *, trades: int = 2000, seed: int = 5, read_days: float = 40
 def settled_rows(db, cfg) -> set[tuple]:
     """Every settled_trades row with its newest write time, as the archive stores it."""
     rows = set()
-    for row in db.execute(db.prepare(statements.scan_settled(cfg.keyspace)), (MIN_TOKEN, MAX_TOKEN)):
+    for row in db.execute(db.prepare(scan_settled(cfg.keyspace)), (MIN_TOKEN, MAX_TOKEN)):
         times = [t for t in row[15:] if t is not None]
         rows.add((*row[1:15], max(times) if times else None))
     return rows

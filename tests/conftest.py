@@ -5,10 +5,11 @@ import re
 from pathlib import Path
 
 import pytest
+from testkit import generator
 
-from trade_migration import generator, schema
-from trade_migration.config import STATE_TABLES, Config
-from trade_migration.session import connect
+from trade_migration.core.config import STATE_TABLES, Config
+from trade_migration.core.session import connect
+from trade_migration.create_table import schema
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_TABLES = ("symbols", "settled_trades", "user_trades", *STATE_TABLES)
@@ -66,7 +67,7 @@ def dagbag():
 
 def mark_done(session, config: Config, *names: str) -> None:
     """Record phases as completed, for tests of a later phase."""
-    from trade_migration.phases import COMPLETED, State
+    from trade_migration.state.phases import COMPLETED, State
 
     state = State(session, config)
     for name in names:

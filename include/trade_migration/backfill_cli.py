@@ -8,11 +8,11 @@ import argparse
 import json
 import logging
 
-from . import backfill, plan
-from .config import Config
-from .ledger import Ledger
-from .session import connect, is_scylla
-from .summary import backfill_summary, format_backfill
+from trade_migration.backfill import copier, plan
+from trade_migration.backfill.summary import backfill_summary, format_backfill
+from trade_migration.core.config import Config
+from trade_migration.core.session import connect, is_scylla
+from trade_migration.state.ledger import Ledger
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -31,10 +31,10 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         ledger = Ledger(session, config, args.backfill_id)
         work = plan.select(plan.ensure_ledger(session, config, ledger, args.splits), ledger, args.ranges)
-        options = backfill.Options(fetch_size=args.fetch_size, max_in_flight=args.max_in_flight,
+        options = copier.Options(fetch_size=args.fetch_size, max_in_flight=args.max_in_flight,
                                    rows_per_second=args.rows_per_second, page_timeout=args.page_timeout,
                                    progress_every=5, bypass_cache=is_scylla(session))
-        result = backfill.run_batch(session, config, args.backfill_id, [w.token_range for w in work], options)
+        result = copier.run_batch(session, config, args.backfill_id, [w.token_range for w in work], options)
         report = backfill_summary(ledger.load())
         print(format_backfill(report))
         print(json.dumps(result))

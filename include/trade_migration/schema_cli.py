@@ -2,9 +2,9 @@
 init step, and an on-call check). Connection from TM_* variables."""
 from __future__ import annotations
 
-from .config import Config
-from .schema import apply, verify_user_trades
-from .session import connect
+from trade_migration.core.config import Config
+from trade_migration.core.session import connect
+from trade_migration.create_table.schema import apply, verify_user_trades
 
 
 def main() -> None:

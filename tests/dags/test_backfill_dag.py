@@ -3,8 +3,8 @@ import pytest
 from airflow.sdk.exceptions import ParamValidationError
 from conftest import dagbag, load_trades, mark_done
 
-from trade_migration import phases
-from trade_migration.ledger import Ledger
+from trade_migration.state import phases
+from trade_migration.state.ledger import Ledger
 
 N = 8000
 
@@ -54,14 +54,14 @@ def test_bad_params_are_refused_before_anything_runs(dag, db, airflow_conn):
 
 def test_a_task_failing_for_good_records_the_phase_failed(dag, db, airflow_conn, monkeypatch):
     """Without the teardown the phase would stay 'running' after the run failed."""
-    from trade_migration import backfill
-    from trade_migration.config import ConfigError
+    from trade_migration.backfill import copier
+    from trade_migration.core.config import ConfigError
 
     def planted(*args, **kwargs):
         raise ConfigError("planted: a failure no retry can fix")
 
     mark_done(db, airflow_conn, "create_table", "dual_write")
-    monkeypatch.setattr(backfill, "run_batch", planted)
+    monkeypatch.setattr(copier, "run_batch", planted)
     run = dag.test(run_conf={"backfill_id": "doomed", "splits": 4, "parallelism": 2})
     assert run.state == "failed"   # the teardown's success does not hide the failure
     states = ti_states(run)

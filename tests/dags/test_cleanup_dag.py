@@ -13,10 +13,12 @@ import pytest
 from cleanup_state import prepare, set_flag, utcnow
 from conftest import REPO
 
-from trade_migration import cleanup, phases, schema
-from trade_migration.config import LEGACY_TABLE
-from trade_migration.flags import DUAL_WRITE, READ_PATH, Flags
-from trade_migration.ledger import FAILED, Ledger
+from trade_migration.cleanup import gates
+from trade_migration.core.config import LEGACY_TABLE
+from trade_migration.create_table import schema
+from trade_migration.state import phases
+from trade_migration.state.flags import DUAL_WRITE, READ_PATH, Flags
+from trade_migration.state.ledger import FAILED, Ledger
 
 DAG_ID = "user_trades_cleanup"
 ACK = {"acknowledge_rejects": "eight generated rejects", "actor": "alice", "reason": "cleanup test"}
@@ -48,7 +50,7 @@ def task_states(dr) -> dict[str, str]:
 
 
 def legacy_exists(db, cfg) -> bool:
-    return cleanup.table_exists(db, cfg.keyspace, LEGACY_TABLE)
+    return gates.table_exists(db, cfg.keyspace, LEGACY_TABLE)
 
 
 def test_the_dag_asks_daily_and_rejects_by_default(dag):
@@ -146,7 +148,7 @@ def test_an_approval_marked_by_hand_is_not_an_approval(dag, airflow_conn, db, re
     assert "| settled_trades | 2,000 |" in summary["body"] and "| user_trades | 3,984 |" in summary["body"]
     assert summary["archive_dir"] == str(reports / "archive" / dr.run_id.replace(":", "_").replace("+", "_"))
     assert summary["archive_dir"] in summary["body"]
-    [ack] = [r for r in phases.State(db, cfg).audit_log() if r.action == cleanup.ACK_REJECTS]
+    [ack] = [r for r in phases.State(db, cfg).audit_log() if r.action == gates.ACK_REJECTS]
     assert (ack.actor, ack.reason) == ("alice", "eight generated rejects")
 
 

@@ -26,8 +26,8 @@ from conftest import REPO, load_trades, mark_done
 from db_snapshot import schema_of, snapshot
 from hitl_answer import Answer
 
-from trade_migration import phases
-from trade_migration.config import ConfigError
+from trade_migration.core.config import ConfigError
+from trade_migration.state import phases
 
 FREE_TEXT = {"actor", "reason", "override_reason", "acknowledge_rejects", "archive_dir", "skip_archive_reason"}
 REQUIRED = {"user_trades_dual_write": {"value": "off", "reason": "r"},
@@ -254,7 +254,7 @@ def test_cleanup_drops_settled_trades_and_nothing_else_whatever_the_params(airfl
         assert [p.name for p in archive_dir.iterdir()] != []           # the archive went where the Param said
         assert_literal(db, cfg, texts["acknowledge_rejects"])        # audited as given
     finally:
-        from trade_migration import schema
+        from trade_migration.create_table import schema
 
         schema.apply(cluster_session, cfg)
 

@@ -33,11 +33,15 @@ from cleanup_state import prepare
 from conftest import REPO, load_trades, mark_done
 from db_snapshot import schema_of, snapshot
 from hitl_answer import Answer
+from testkit import generator
+from testkit.statements import delete_user_trade
+from testkit.traffic import live_traffic
 
-from trade_migration import backfill, generator, phases, schema, statements
-from trade_migration.ledger import Ledger
-from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
-from trade_migration.writer import SettlementWriter, WriterOptions
+from trade_migration.backfill import copier
+from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
+from trade_migration.create_table import schema
+from trade_migration.state import phases
+from trade_migration.state.ledger import Ledger
 
 RING = [TokenRange(MIN_TOKEN, MAX_TOKEN)]
 PHASE_RUN_COLUMNS = ("run_id", "started_at", "finished_at")
@@ -105,7 +109,7 @@ def test_dual_write_on_twice(airflow_conn, db):
     cfg = airflow_conn
     mark_done(db, cfg, phases.CREATE_TABLE)
     generator.write_symbols(db, cfg.keyspace)
-    writer = SettlementWriter(db, cfg, WriterOptions(flag_refresh_s=0.5, trades_per_second=40))
+    writer = live_traffic(db, cfg, flag_refresh_s=0.5, trades_per_second=40)
     conf = {**WHO, "value": "on", "refresh_bound_s": 1, "min_trades": 5}
     with writer.running():   # live settlements while the first run waits for dual writes to land
         first = fresh("user_trades_dual_write").test(run_conf=conf)
@@ -127,7 +131,7 @@ def test_read_path_switch_twice(airflow_conn, db):
     mark_done(db, cfg, phases.CREATE_TABLE)
     load_trades(db, cfg, 1500, seed=41)
     Ledger(db, cfg, "rp").plan(RING)
-    backfill.run_batch(db, cfg, "rp", RING)
+    copier.run_batch(db, cfg, "rp", RING)
     _, two = twice(db, cfg, "user_trades_read_path", {**WHO, "value": "user_trades", "sample_users": 20,
                                                        "page_size": 20, "seed": 3})
     assert [(f["name"], f["value"], f["version"]) for f in two["migration_flags"]] == [("read_path", "user_trades", 1)]
@@ -149,12 +153,12 @@ def test_verify_twice(airflow_conn, db, tmp_path, monkeypatch, repair):
     monkeypatch.setenv("TM_REPORT_DIR", str(tmp_path / "reports"))
     load_trades(db, cfg, 1500, seed=43)
     Ledger(db, cfg, "v").plan(RING)
-    backfill.run_batch(db, cfg, "v", RING)
+    copier.run_batch(db, cfg, "v", RING)
     mark_done(db, cfg, phases.CREATE_TABLE, phases.DUAL_WRITE, phases.BACKFILL)
     if repair:   # a row lost: the first run writes it back, the second finds nothing to do
         victim = next(iter(db.execute(f"SELECT user_id, symbol_id, settled_at, trade_id, side"
                                       f" FROM {cfg.keyspace}.user_trades LIMIT 1")))
-        db.execute(db.prepare(statements.delete_user_trade(cfg.keyspace)), tuple(victim))
+        db.execute(db.prepare(delete_user_trade(cfg.keyspace)), tuple(victim))
     conf = {**WHO, "splits": 8, "parallelism": 2, "recheck_delay_s": 0.1, "repair": repair}
     one, two = twice(db, cfg, "user_trades_verify", conf, run_keys=("seed", "repaired", "missing", "status")
                      if repair else ("seed",))

@@ -10,14 +10,23 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, load_trades, mark_done
+from testkit import generator
+from testkit.statements import delete_user_trade
+from testkit.traffic import live_traffic
 
-from trade_migration import backfill, generator, phases, queries, schema, statements
-from trade_migration.config import Config
-from trade_migration.flags import DUAL_WRITE, READ_PATH, ROLLED_BACK, Flags
-from trade_migration.ledger import Ledger
-from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
-from trade_migration.trades import Reject, convert, row_key
-from trade_migration.writer import SettlementWriter, WriterOptions
+from trade_migration.backfill import copier
+from trade_migration.core.config import Config
+from trade_migration.core.convert import Reject, convert, row_key
+from trade_migration.core.model import SETTLED_COLUMNS
+from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
+from trade_migration.create_table import schema
+from trade_migration.read_path import shadow
+from trade_migration.read_path.paths import ReadPaths, sample_pairs
+from trade_migration.state import phases
+from trade_migration.state.flags import DUAL_WRITE, READ_PATH, ROLLED_BACK, Flags
+from trade_migration.state.ledger import Ledger
+from trade_migration.statements.flags import flags_select_all
+from trade_migration.statements.system import drop_table
 
 MY_DAGS = ("user_trades_create_table", "user_trades_dual_write", "user_trades_read_path", "user_trades_migration")
 
@@ -45,7 +54,7 @@ def drifted(session, keyspace: str) -> Config:
     config = Config(keyspace=keyspace)
     ddl = schema.statements_from_files(config)
     session.execute(ddl[0])
-    session.execute(statements.drop_table(keyspace, "user_trades"))
+    session.execute(drop_table(keyspace, "user_trades"))
     for stmt in ddl[1:]:
         session.execute(stmt.replace("settled_at DESC", "settled_at ASC"))
     session.execute(f"TRUNCATE {keyspace}.migration_phases")
@@ -89,7 +98,7 @@ def test_bad_params_are_refused_before_anything_runs(bag, airflow_conn, db, dag_
 
     with pytest.raises(ParamValidationError, match=field):
         bag.get_dag(dag_id).test(run_conf=conf)
-    assert list(db.execute(statements.flags_select_all(airflow_conn.keyspace))) == []
+    assert list(db.execute(flags_select_all(airflow_conn.keyspace))) == []
 
 
 # --- phase 1 --------------------------------------------------------------------------------------
@@ -132,7 +141,7 @@ def test_a_phase_refuses_to_start_before_the_one_it_needs(bag, airflow_conn, db,
     assert task_states(dr)[task_id] == "failed"
     out = capfd.readouterr()
     assert f"PhaseOrderError: {message}" in out.out + out.err
-    assert list(db.execute(statements.flags_select_all(airflow_conn.keyspace))) == []   # nothing changed
+    assert list(db.execute(flags_select_all(airflow_conn.keyspace))) == []   # nothing changed
 
 
 # --- phase 2 --------------------------------------------------------------------------------------
@@ -140,7 +149,7 @@ def test_dual_write_on_waits_for_dual_writes_then_records_the_start(bag, airflow
     cfg = airflow_conn
     mark_done(db, cfg, phases.CREATE_TABLE)
     generator.write_symbols(db, cfg.keyspace)
-    writer = SettlementWriter(db, cfg, WriterOptions(flag_refresh_s=0.5, trades_per_second=40))
+    writer = live_traffic(db, cfg, flag_refresh_s=0.5, trades_per_second=40)
     with writer.running():
         dr = bag.get_dag("user_trades_dual_write").test(
             run_conf=who("start dual writes", value="on", refresh_bound_s=1, min_trades=5))
@@ -159,7 +168,7 @@ def test_dual_write_on_waits_for_dual_writes_then_records_the_start(bag, airflow
     # the recorded start is a true bound: every trade settled after it is in user_trades
     symbols = {s[0]: s[1] for s in generator.symbols()}
     present = {row_key(tuple(r)) for r in db.execute(f"SELECT * FROM {cfg.keyspace}.user_trades")}
-    after = [tuple(t) for t in db.execute(f"SELECT {', '.join(statements.SETTLED_COLUMNS)}"
+    after = [tuple(t) for t in db.execute(f"SELECT {', '.join(SETTLED_COLUMNS)}"
                                           f" FROM {cfg.keyspace}.settled_trades")
              if t.settled_at is not None and t.settled_at >= started.replace(tzinfo=None)]
     rows = [convert(t, symbols) for t in after]
@@ -186,7 +195,7 @@ def test_read_path_shadow_then_blocked_then_override_then_rollback(bag, airflow_
     mark_done(db, cfg, phases.CREATE_TABLE)
     load_trades(db, cfg, 2000, 3)
     Ledger(db, cfg, "t").plan([TokenRange(MIN_TOKEN, MAX_TOKEN)])
-    backfill.run_batch(db, cfg, "t", [TokenRange(MIN_TOKEN, MAX_TOKEN)])
+    copier.run_batch(db, cfg, "t", [TokenRange(MIN_TOKEN, MAX_TOKEN)])
     dag = bag.get_dag("user_trades_read_path")
     conf = dict(sample_users=30, page_size=20, seed=7)
 
@@ -204,10 +213,10 @@ def test_read_path_shadow_then_blocked_then_override_then_rollback(bag, airflow_
     assert "shadow compare: 30 users x symbol" in printed and "old (indexes+filter)" in printed
 
     # plant a difference in a sampled user's page: the switch to user_trades is refused
-    paths = queries.ReadPaths(db, cfg)
-    user, symbol = queries.sample_pairs(db, cfg, 30, seed=7, symbols=paths.symbol_ids)[0]
+    paths = ReadPaths(db, cfg)
+    user, symbol = sample_pairs(db, cfg, 30, seed=7, symbols=paths.symbol_ids)[0]
     gone = paths.new(user, symbol, limit=20)[0]
-    db.execute(db.prepare(statements.delete_user_trade(cfg.keyspace)), gone[:5])
+    db.execute(db.prepare(delete_user_trade(cfg.keyspace)), gone[:5])
     dr = dag.test(run_conf=who("switch reads", value="user_trades", **conf))
     assert str(dr.state) == "failed"
     assert task_states(dr)["switch_read_path"] == "failed"
@@ -216,7 +225,7 @@ def test_read_path_shadow_then_blocked_then_override_then_rollback(bag, airflow_
            " found 1 differences over 30 users x symbol" in out.out + out.err
     compare = json.loads(audit(db, cfg, "shadow_compare")[0].details)
     assert compare["first"] == [f"user {user} {symbol} trade {gone[3]} {gone[4]} settled {gone[2].isoformat()}:"
-                                f" {queries.MISSING}"]
+                                f" {shadow.MISSING}"]
     assert Flags(db, cfg).get(READ_PATH).value == "shadow"
 
     # an override with a reason lets it through, and is audited

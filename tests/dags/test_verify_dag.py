@@ -10,16 +10,20 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, load_trades, mark_done
+from testkit.statements import delete_user_trade
 
-from trade_migration import backfill, phases, plan, statements
-from trade_migration.config import ConfigError
-from trade_migration.cql import prepared
-from trade_migration.ledger import Ledger
-from trade_migration.notify import Notice
-from trade_migration.parity_run import default_mode
-from trade_migration.symbols import load_symbol_ids
-from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
-from trade_migration.trades import Reject, convert, row_key
+from trade_migration.backfill import copier, plan
+from trade_migration.core.config import ConfigError
+from trade_migration.core.convert import Reject, convert, row_key
+from trade_migration.core.notify import Notice
+from trade_migration.core.prepared import prepared
+from trade_migration.core.symbols import load_symbol_ids
+from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
+from trade_migration.state import phases
+from trade_migration.state.ledger import Ledger
+from trade_migration.statements.parity_runs import parity_select_recent
+from trade_migration.statements.settled_trades import scan_settled
+from trade_migration.verify.parity_run import default_mode
 
 N = 800
 FAST = {"splits": 8, "recheck_delay_s": 0.1, "parallelism": 2, "actor": "alice", "reason": "test"}
@@ -46,7 +50,7 @@ def verify_env(airflow_conn, db, tmp_path, monkeypatch):
     monkeypatch.setenv("TM_TEST_NOTICE_FILE", str(tmp_path / "notice.json"))
     load_trades(db, airflow_conn, N, seed=11)
     plan.ensure_ledger(db, airflow_conn, Ledger(db, airflow_conn, "dagtest"), 8)
-    backfill.run_batch(db, airflow_conn, "dagtest", [TokenRange(MIN_TOKEN, MAX_TOKEN)])
+    copier.run_batch(db, airflow_conn, "dagtest", [TokenRange(MIN_TOKEN, MAX_TOKEN)])
     mark_done(db, airflow_conn, phases.CREATE_TABLE, phases.DUAL_WRITE, phases.BACKFILL)
     return tmp_path
 
@@ -62,7 +66,7 @@ def states(dr) -> dict[str, set]:
 
 
 def last_parity_run(db, cfg):
-    return db.execute(prepared(db, statements.parity_select_recent(cfg.keyspace)), (1,)).one()
+    return db.execute(prepared(db, parity_select_recent(cfg.keyspace)), (1,)).one()
 
 
 # --- structure ------------------------------------------------------------------------------------
@@ -128,11 +132,11 @@ def test_a_clean_run_records_clean_and_completes_the_phase(bag, verify_env, airf
 
 def test_a_broken_run_fails_and_calls_the_notifier(bag, verify_env, airflow_conn, db):
     ids = load_symbol_ids(db, airflow_conn.keyspace)
-    trade = next(tuple(r[1:15]) for r in db.execute(prepared(db, statements.scan_settled(airflow_conn.keyspace)),
+    trade = next(tuple(r[1:15]) for r in db.execute(prepared(db, scan_settled(airflow_conn.keyspace)),
                                                    (MIN_TOKEN, MAX_TOKEN))
                  if not isinstance(convert(tuple(r[1:15]), ids), Reject))
     row = convert(trade, ids)[0]
-    db.execute(prepared(db, statements.delete_user_trade(airflow_conn.keyspace)), row_key(row))
+    db.execute(prepared(db, delete_user_trade(airflow_conn.keyspace)), row_key(row))
 
     dr = bag.get_dag("user_trades_verify").test(run_conf={**FAST, "mode": "full"})
     assert str(dr.state) == "failed"

@@ -29,11 +29,14 @@ from cleanup_state import add_parity_run, set_flag, utcnow
 from conftest import load_trades, mark_done
 from migration_common import POOL
 from playwright.sync_api import sync_playwright
+from testkit.statements import count_all
 
-from trade_migration import cleanup, phases, plan, schema, statements
-from trade_migration.config import LEGACY_TABLE
-from trade_migration.flags import DUAL_WRITE, NEW_ONLY, READ_PATH, RETIRED, Flags
-from trade_migration.ledger import DONE, Ledger, within
+from trade_migration.backfill import plan
+from trade_migration.core.config import LEGACY_TABLE
+from trade_migration.create_table import schema
+from trade_migration.state import phases
+from trade_migration.state.flags import DUAL_WRITE, NEW_ONLY, READ_PATH, RETIRED, Flags
+from trade_migration.state.ledger import DONE, Ledger, within
 
 pytestmark = pytest.mark.e2e
 
@@ -90,7 +93,7 @@ def shot(tab, name: str, **kwargs) -> Path:
 
 
 def count_rows(db, keyspace: str, table: str) -> int:
-    return db.execute(statements.count_all(keyspace, table)).one()[0]
+    return db.execute(count_all(keyspace, table)).one()[0]
 
 
 def tis(airflow, dag_id: str, run_id: str) -> dict[tuple[str, int], dict]:
@@ -256,7 +259,7 @@ def _run_it(airflow, page, cfg, db, generated) -> None:
     assert airflow.wait_for_run(CLEANUP, cleanup_run, timeout=420) == "success"
     assert set(airflow.task_states(CLEANUP, cleanup_run).values()) == {"success"}
 
-    assert not cleanup.table_exists(db, ks, LEGACY_TABLE)
+    assert not gates.table_exists(db, ks, LEGACY_TABLE)
     flag = Flags(db, cfg).get(DUAL_WRITE)
     assert (flag.value, flag.changed_by) == (RETIRED, "admin")
     phase = phases.State(db, cfg).phase(phases.CLEANUP)

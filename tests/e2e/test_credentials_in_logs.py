@@ -10,7 +10,7 @@ import json
 import pytest
 from airflow_server import running_airflow
 
-from trade_migration import phases
+from trade_migration.state import phases
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "Pw-e2e-7Qx!-kept-out-of-logs"

@@ -9,10 +9,10 @@ import time
 import pytest
 from conftest import load_trades
 
-from trade_migration import backfill, plan, summary
-from trade_migration.backfill import Options, RangeTimeout
-from trade_migration.ledger import DONE, Ledger
-from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
+from trade_migration.backfill import copier, plan, summary
+from trade_migration.backfill.copier import Options, RangeTimeout
+from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
+from trade_migration.state.ledger import DONE, Ledger
 
 N = 100_000
 RING = [TokenRange(MIN_TOKEN, MAX_TOKEN)]
@@ -86,7 +86,7 @@ def assert_exact(session, ks):
 def run(session, cfg, backfill_id, splits=16, **opts):
     ledger = Ledger(session, cfg, backfill_id)
     work = plan.select(plan.ensure_ledger(session, cfg, ledger, splits), ledger, None)
-    return backfill.run_batch(session, cfg, backfill_id, [w.token_range for w in work], Options(**opts))
+    return copier.run_batch(session, cfg, backfill_id, [w.token_range for w in work], Options(**opts))
 
 
 def test_backfill_is_exact_and_a_rerun_writes_nothing(target, cfg, source):
@@ -135,7 +135,7 @@ def test_sigkill_mid_range_resumes_from_the_checkpoint(target, cfg, source):
     done_before = killed.rows_read
     assert N // 4 <= done_before < N
 
-    resumed = backfill.run_batch(target, cfg, "killed", RING, Options())
+    resumed = copier.run_batch(target, cfg, "killed", RING, Options())
     assert resumed["rows_read"] == N - done_before       # only the rest: less work than a restart
     (final,) = ledger.load()
     assert (final.status, final.attempts, final.rows_read) == (DONE, 2, N)
@@ -166,7 +166,7 @@ def test_an_explicit_range_is_rerun_and_unknown_ranges_are_refused(target, cfg, 
     done_rows = first.rows_read
     work = plan.select(ledger.load(), ledger, [first.label])
     assert [w.range_start for w in work] == [first.range_start]
-    result = backfill.run_batch(target, cfg, "explicit", [first.token_range], Options())
+    result = copier.run_batch(target, cfg, "explicit", [first.token_range], Options())
     assert result["ranges"] == 1 and result["rows_read"] == done_rows > 0
     with pytest.raises(ValueError, match="not in backfill"):
         plan.select(ledger.load(), ledger, ["(1, 2]"])

@@ -20,11 +20,16 @@ from datetime import datetime
 import pytest
 from conftest import load_trades
 from expectation import actual, assert_exact, expectation, raw_round_trips, source_rows, symbol_map
+from testkit.statements import delete_symbol, insert_symbol
 
-from trade_migration import backfill, parity, plan, schema, statements, summary
-from trade_migration.backfill import Options
-from trade_migration.config import Config
-from trade_migration.ledger import DONE, PENDING, Ledger
+from trade_migration.backfill import copier, plan, summary
+from trade_migration.backfill.copier import Options
+from trade_migration.core.config import Config
+from trade_migration.create_table import schema
+from trade_migration.state.ledger import DONE, PENDING, Ledger
+from trade_migration.statements.settled_trades import insert_settled
+from trade_migration.statements.system import drop_table
+from trade_migration.verify import parity
 
 MIN_BIGINT, MAX_BIGINT = -(2**63), 2**63 - 1
 MIN_INT, MAX_INT = -(2**31), 2**31 - 1
@@ -41,7 +46,7 @@ def now_us() -> int:
 
 
 def insert_trades(db, ks: str, rows: list[tuple], writetime: int | None = None) -> None:
-    stmt = db.prepare(statements.insert_settled(ks))
+    stmt = db.prepare(insert_settled(ks))
     for row in rows:
         db.execute(stmt, (*row, writetime or now_us()))
 
@@ -60,7 +65,7 @@ def valid(trade_id: int, **changes) -> tuple:
 def run_ranges(db, cfg, backfill_id: str, *, splits: int = 8, spans=None, **opts) -> dict:
     ledger = Ledger(db, cfg, backfill_id)
     work = plan.select(plan.ensure_ledger(db, cfg, ledger, splits), ledger, None)
-    return backfill.run_batch(db, cfg, backfill_id, spans or [w.token_range for w in work], Options(**opts))
+    return copier.run_batch(db, cfg, backfill_id, spans or [w.token_range for w in work], Options(**opts))
 
 
 def full_parity(db, cfg, run_id: str):
@@ -173,7 +178,7 @@ EXTREMES = [
 
 def test_extreme_values_convert_and_backfill_exactly(db, cfg):
     load_trades(db, cfg, 500, seed=32)
-    stmt = db.prepare(statements.insert_symbol(cfg.keyspace))
+    stmt = db.prepare(insert_symbol(cfg.keyspace))
     for s in EXTREME_SYMBOLS:
         db.execute(stmt, s)
     insert_trades(db, cfg.keyspace, [valid(**change) for change in EXTREMES[:-1]])
@@ -214,9 +219,9 @@ def test_a_symbol_removed_mid_run_turns_later_trades_into_rejects_and_loses_none
     ledger = Ledger(db, cfg, "delisted")
     states = sorted(plan.ensure_ledger(db, cfg, ledger, 8), key=lambda s: s.range_start)
     first, second = states[:4], states[4:]
-    backfill.run_batch(db, cfg, "delisted", [s.token_range for s in first])          # task 1
-    db.execute(db.prepare(statements.delete_symbol(cfg.keyspace)), (removed,))                  # the symbol goes
-    backfill.run_batch(db, cfg, "delisted", [s.token_range for s in second])         # task 2 starts after
+    copier.run_batch(db, cfg, "delisted", [s.token_range for s in first])          # task 1
+    db.execute(db.prepare(delete_symbol(cfg.keyspace)), (removed,))                  # the symbol goes
+    copier.run_batch(db, cfg, "delisted", [s.token_range for s in second])         # task 2 starts after
     BAD_INPUTS["symbol removed mid-run"] += 1
 
     tokens = {r[1]: (r[0], r[2]) for r in db.execute(f"SELECT token(trade_id), trade_id, symbol"
@@ -255,7 +260,7 @@ def test_a_settled_row_deleted_mid_run(db, cfg):
     ahead_reject = min(t for t, tok in tokens.items() if tok > later.range_start and t in rejects0)
 
     outcome: dict = {}
-    worker = threading.Thread(target=lambda: outcome.update(result=backfill.run_batch(
+    worker = threading.Thread(target=lambda: outcome.update(result=copier.run_batch(
         db, cfg, "deleted", [s.token_range for s in states], Options(rows_per_second=1500, fetch_size=100))))
     worker.start()
     deadline = time.monotonic() + 120
@@ -289,7 +294,7 @@ def test_a_settled_row_deleted_mid_run(db, cfg):
 
 # --- an empty table -------------------------------------------------------------------------------
 def test_an_empty_table_completes_with_zero_rows_and_says_so(db, cfg):
-    from trade_migration import generator
+    from testkit import generator
 
     generator.write_symbols(db, cfg.keyspace)
     done = cli(cfg.keyspace, "--backfill-id", "empty", "--splits", "6")
@@ -313,7 +318,7 @@ def test_a_missing_table_fails_at_once_and_plans_nothing(cluster_session, table)
     for t in ("settled_trades", "backfill_ranges"):
         db.execute(f"TRUNCATE {config.keyspace}.{t}")
     load_trades(db, config, 50, seed=35)
-    db.execute(statements.drop_table(config.keyspace, table))
+    db.execute(drop_table(config.keyspace, table))
     try:
         done = cli(config.keyspace, "--backfill-id", "missing")
         BAD_INPUTS["missing table"] += 1

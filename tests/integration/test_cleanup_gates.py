@@ -14,11 +14,15 @@ import pandas as pd
 import pytest
 from cleanup_state import add_parity_run, prepare, set_flag, settled_rows, utcnow
 
-from trade_migration import archive, cleanup, phases, schema, statements
-from trade_migration.config import LEGACY_TABLE, ConfigError
-from trade_migration.flags import DUAL_WRITE, NEW_ONLY, READ_PATH, RETIRED, Flags
-from trade_migration.ledger import FAILED, Ledger
-from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange, divide
+from trade_migration.cleanup import archive, gates
+from trade_migration.core.config import LEGACY_TABLE, ConfigError
+from trade_migration.core.model import SETTLED_COLUMNS
+from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange, divide
+from trade_migration.create_table import schema
+from trade_migration.state import phases
+from trade_migration.state.flags import DUAL_WRITE, NEW_ONLY, READ_PATH, RETIRED, Flags
+from trade_migration.state.ledger import FAILED, Ledger
+from trade_migration.statements.rejected_trades import reject_insert
 
 GATES = ["order", "read_path", "writer", "parity", "backfill", "rejects"]
 
@@ -29,7 +33,7 @@ def ready(db, cfg):
     return prepare(db, cfg)
 
 
-ACK = cleanup.GateOptions(acknowledge_rejects="known bad rows from the 2026 matching-engine bug")
+ACK = gates.GateOptions(acknowledge_rejects="known bad rows from the 2026 matching-engine bug")
 
 
 @pytest.fixture
@@ -40,7 +44,7 @@ def restore_schema(cluster_session, cfg):
 
 
 def legacy_exists(db, cfg) -> bool:
-    return cleanup.table_exists(db, cfg.keyspace, LEGACY_TABLE)
+    return gates.table_exists(db, cfg.keyspace, LEGACY_TABLE)
 
 
 def audit(db, cfg, action: str) -> list:
@@ -49,7 +53,7 @@ def audit(db, cfg, action: str) -> list:
 
 # --- the gates ------------------------------------------------------------------------------------
 def test_every_gate_passes_with_its_numbers(db, cfg, ready):
-    report = cleanup.evaluate(db, cfg, ACK)
+    report = gates.evaluate(db, cfg, ACK)
     assert report.passed, report.text()
     assert [g.name for g in report.gates] == GATES
     rejects = sum(ready.rejects.values())
@@ -115,40 +119,40 @@ BREAKS = {
 def test_one_broken_gate_fails_alone_names_itself_and_nothing_is_dropped(db, cfg, ready, gate):
     breaker, detail = BREAKS[gate]
     breaker(db, cfg)
-    report = cleanup.evaluate(db, cfg, ACK)
+    report = gates.evaluate(db, cfg, ACK)
     assert [g.name for g in report.failed] == [gate]
     assert detail in report.gate(gate).detail
-    with pytest.raises(cleanup.GatesFailed, match=f"^cleanup gate\\(s\\) failed: {gate}; nothing was dropped"):
+    with pytest.raises(gates.GatesFailed, match=f"^cleanup gate\\(s\\) failed: {gate}; nothing was dropped"):
         report.raise_if_failed()
     assert legacy_exists(db, cfg)
 
 
 def test_parity_lists_every_problem_with_its_numbers(db, cfg, ready):
     _stale_parity(db, cfg)
-    gate = cleanup.evaluate(db, cfg, ACK).gate("parity")
+    gate = gates.evaluate(db, cfg, ACK).gate("parity")
     assert not gate.passed
     assert gate.detail.endswith("; the newest run is 2.0 days old (at most 36 h)")
     _too_few_parity_runs(db, cfg)
     _broken_parity_run(db, cfg)
-    gate = cleanup.evaluate(db, cfg, ACK).gate("parity")
+    gate = gates.evaluate(db, cfg, ACK).gate("parity")
     assert gate.numbers["runs"] == 7 and gate.numbers["good"] == 6
     assert gate.detail.startswith("6 of the last 7 runs clean or repaired, newest ")
     assert gate.detail.endswith("; not clean: manual__broken broken")
     db.execute(f"TRUNCATE {cfg.keyspace}.parity_runs")
-    gate = cleanup.evaluate(db, cfg, ACK).gate("parity")
+    gate = gates.evaluate(db, cfg, ACK).gate("parity")
     assert gate.detail == "0 of the last 0 runs clean or repaired; only 0 parity runs, 7 needed"
 
 
 def test_repaired_runs_count_as_clean_and_the_run_count_is_a_param(db, cfg, ready):
     add_parity_run(db, cfg, utcnow() - timedelta(minutes=30), status="repaired", repaired=4)
-    opts = cleanup.GateOptions(parity_runs=3, acknowledge_rejects="ok")
-    gate = cleanup.evaluate(db, cfg, opts).gate("parity")
+    opts = gates.GateOptions(parity_runs=3, acknowledge_rejects="ok")
+    gate = gates.evaluate(db, cfg, opts).gate("parity")
     assert gate.passed and [h["status"] for h in gate.numbers["history"]] == ["repaired", "clean", "clean"]
 
 
 def test_a_missing_ledger_fails_the_backfill_gate(db, cfg, ready):
-    opts = cleanup.GateOptions(backfill_id="other", acknowledge_rejects="ok")
-    gate = cleanup.evaluate(db, cfg, opts).gate("backfill")
+    opts = gates.GateOptions(backfill_id="other", acknowledge_rejects="ok")
+    gate = gates.evaluate(db, cfg, opts).gate("backfill")
     assert (gate.passed, gate.detail) == (False, "no ledger for backfill 'other'")
 
 
@@ -158,8 +162,8 @@ def test_a_ledger_with_a_gap_fails_even_when_every_range_is_done(db, cfg, ready)
     ledger.plan([halves[0]])
     rs = ledger.load()[0]
     ledger.finish(rs, "done")
-    opts = cleanup.GateOptions(backfill_id="gappy", acknowledge_rejects="ok")
-    gate = cleanup.evaluate(db, cfg, opts).gate("backfill")
+    opts = gates.GateOptions(backfill_id="gappy", acknowledge_rejects="ok")
+    gate = gates.evaluate(db, cfg, opts).gate("backfill")
     assert not gate.passed
     assert gate.detail == f"backfill 'gappy': every range done but ring not covered past {halves[0].end}"
 
@@ -168,62 +172,62 @@ def test_a_ledger_with_a_gap_fails_even_when_every_range_is_done(db, cfg, ready)
 def test_reads_for_too_few_days_fail_with_the_date_they_pass(db, cfg, ready):
     switched = utcnow() - timedelta(days=12, hours=3)
     set_flag(db, cfg, READ_PATH, "user_trades", at=switched)
-    report = cleanup.evaluate(db, cfg, ACK)
+    report = gates.evaluate(db, cfg, ACK)
     gate = report.gate("read_path")
     passes = switched + timedelta(days=30)
     assert (gate.passed, gate.passes_at) == (False, passes)
     assert gate.detail == (f"reads on user_trades since {switched:%Y-%m-%d %H:%M} UTC (12.1 days; needs 30);"
                            f" passes on {passes:%Y-%m-%d %H:%M} UTC")
-    with pytest.raises(cleanup.GatesFailed) as err:
+    with pytest.raises(gates.GatesFailed) as err:
         report.raise_if_failed()
     assert str(err.value).splitlines()[0] == (
         f"cleanup gate(s) failed: read_path; nothing was dropped (read_path passes on {passes:%Y-%m-%d %H:%M} UTC)")
     # the same state, looked at on that date: it passes to the millisecond, and not one before
-    assert cleanup.evaluate(db, cfg, ACK, at=passes).gate("read_path").passed
-    assert not cleanup.evaluate(db, cfg, ACK, at=passes - timedelta(milliseconds=1)).gate("read_path").passed
+    assert gates.evaluate(db, cfg, ACK, at=passes).gate("read_path").passed
+    assert not gates.evaluate(db, cfg, ACK, at=passes - timedelta(milliseconds=1)).gate("read_path").passed
     assert legacy_exists(db, cfg)
 
 
 def test_fewer_days_need_an_override_reason_which_is_audited(db, cfg, ready):
     set_flag(db, cfg, READ_PATH, "user_trades", at=utcnow() - timedelta(days=12))
     with pytest.raises(ConfigError, match="min_days 10 is below 30: give override_reason"):
-        cleanup.GateOptions(min_days=10)
-    opts = cleanup.GateOptions(min_days=10, override_reason="regulator deadline; 12 clean nights",
+        gates.GateOptions(min_days=10)
+    opts = gates.GateOptions(min_days=10, override_reason="regulator deadline; 12 clean nights",
                                acknowledge_rejects="ok")
-    report = cleanup.evaluate(db, cfg, opts)
+    report = gates.evaluate(db, cfg, opts)
     assert report.passed, report.text()
     assert report.gate("read_path").detail.endswith(
         "; 10 days instead of 30 by override: regulator deadline; 12 clean nights")
-    cleanup.record_overrides(db, cfg, report, opts, actor="alice", run_id="manual__1")
-    [entry] = audit(db, cfg, cleanup.READ_OVERRIDE)
+    gates.record_overrides(db, cfg, report, opts, actor="alice", run_id="manual__1")
+    [entry] = audit(db, cfg, gates.READ_OVERRIDE)
     assert (entry.actor, entry.reason) == ("alice", "regulator deadline; 12 clean nights")
     assert json.loads(entry.details)["min_days"] == 10
 
 
 # --- the rejects ----------------------------------------------------------------------------------
 def test_rejects_need_an_acknowledgement_that_later_runs_reuse_until_the_rejects_change(db, cfg, ready):
-    gate = cleanup.evaluate(db, cfg, cleanup.GateOptions()).gate("rejects")
+    gate = gates.evaluate(db, cfg, gates.GateOptions()).gate("rejects")
     assert not gate.passed
     assert gate.detail.startswith("8 rejected trades {")
     assert gate.detail.endswith("not acknowledged: they are in no user_trades row, and after the drop only"
                                 " rejected_trades and the archive hold them; give acknowledge_rejects (why"
                                 " that is acceptable)")
 
-    opts = cleanup.GateOptions(acknowledge_rejects="all eight are test orders")
-    report = cleanup.evaluate(db, cfg, opts)
+    opts = gates.GateOptions(acknowledge_rejects="all eight are test orders")
+    report = gates.evaluate(db, cfg, opts)
     assert report.passed
-    cleanup.record_overrides(db, cfg, report, opts, actor="bob", run_id="manual__2")
-    [entry] = audit(db, cfg, cleanup.ACK_REJECTS)
+    gates.record_overrides(db, cfg, report, opts, actor="bob", run_id="manual__2")
+    [entry] = audit(db, cfg, gates.ACK_REJECTS)
     assert (entry.actor, entry.reason, json.loads(entry.details)["count"]) == ("bob", "all eight are test orders", 8)
 
     # a scheduled run (no Param) sees bob's acknowledgement ...
-    gate = cleanup.evaluate(db, cfg, cleanup.GateOptions()).gate("rejects")
+    gate = gates.evaluate(db, cfg, gates.GateOptions()).gate("rejects")
     assert gate.passed and " acknowledged by bob at " in gate.detail
 
     # ... until a new reject appears
-    db.execute(db.prepare(statements.reject_insert(cfg.keyspace)),
+    db.execute(db.prepare(reject_insert(cfg.keyspace)),
                (123, 0, "unknown_symbol", {"symbol": "X"}, "writer", utcnow()))
-    gate = cleanup.evaluate(db, cfg, cleanup.GateOptions()).gate("rejects")
+    gate = gates.evaluate(db, cfg, gates.GateOptions()).gate("rejects")
     assert not gate.passed
     assert "9 rejected trades" in gate.detail and "(the acknowledgement by bob at " in gate.detail
     assert "covered 8 other rejects)" in gate.detail
@@ -231,7 +235,7 @@ def test_rejects_need_an_acknowledgement_that_later_runs_reuse_until_the_rejects
 
 def test_no_rejects_need_no_acknowledgement(db, cfg, ready):
     db.execute(f"TRUNCATE {cfg.keyspace}.rejected_trades")
-    gate = cleanup.evaluate(db, cfg, cleanup.GateOptions()).gate("rejects")
+    gate = gates.evaluate(db, cfg, gates.GateOptions()).gate("rejects")
     assert (gate.passed, gate.detail, gate.numbers["count"]) == (True, "no rejected trades", 0)
 
 
@@ -250,7 +254,7 @@ def test_the_archive_holds_exactly_the_table(db, cfg, ready, tmp_path):
     assert not where.with_name(where.name + ".partial").exists()
 
     frame = pd.concat([pd.read_parquet(where / f) for f in files], ignore_index=True)
-    assert list(frame.columns) == [*statements.SETTLED_COLUMNS, "write_time"]
+    assert list(frame.columns) == [*SETTLED_COLUMNS, "write_time"]
     assert len(frame) == 2000 and frame["trade_id"].is_unique
 
     def value(v):
@@ -300,39 +304,39 @@ def test_archive_root_defaults_under_the_report_dir(tmp_path):
 # --- the drop -------------------------------------------------------------------------------------
 def test_the_drop_retires_dual_write_then_drops_and_is_audited(db, cfg, ready, restore_schema):
     before = Flags(db, cfg).get(DUAL_WRITE)
-    out = cleanup.drop_legacy(db, cfg, actor="carol", run_id="manual__9", details={"archive": "x"})
+    out = gates.drop_legacy(db, cfg, actor="carol", run_id="manual__9", details={"archive": "x"})
     assert out == {"table": f"{cfg.keyspace}.settled_trades", "existed": True, "dual_write": RETIRED,
                    "flag_version": before.version + 1}
     assert not legacy_exists(db, cfg)
     flag = Flags(db, cfg).get(DUAL_WRITE)
     assert (flag.value, flag.changed_by, flag.reason) == (
         RETIRED, "carol", "settled_trades dropped by cleanup run manual__9")
-    [entry] = audit(db, cfg, cleanup.DROPPED)
+    [entry] = audit(db, cfg, gates.DROPPED)
     assert (entry.actor, json.loads(entry.details)["run_id"]) == ("carol", "manual__9")
     assert db.execute(f"SELECT count(*) FROM {cfg.keyspace}.user_trades").one()[0] == 2 * (2000 - 8)
 
-    again = cleanup.drop_legacy(db, cfg, actor="carol", run_id="manual__9", details={})   # a retry: harmless
+    again = gates.drop_legacy(db, cfg, actor="carol", run_id="manual__9", details={})   # a retry: harmless
     assert (again["existed"], again["flag_version"]) == (False, before.version + 1)
 
     phases.State(db, cfg).mark(phases.CLEANUP, phases.COMPLETED, run_id="manual__9", actor="carol")
-    assert cleanup.finished(db, cfg).run_id == "manual__9"
+    assert gates.finished(db, cfg).run_id == "manual__9"
 
 
 def test_the_drop_refuses_when_dual_write_moved_back(db, cfg, ready):
     set_flag(db, cfg, DUAL_WRITE, "on")
-    with pytest.raises(cleanup.GatesFailed,
+    with pytest.raises(gates.GatesFailed,
                        match="dual_write is 'on' .* writes settled_trades again; nothing was dropped"):
-        cleanup.drop_legacy(db, cfg, actor="carol", run_id="r", details={})
+        gates.drop_legacy(db, cfg, actor="carol", run_id="r", details={})
     assert legacy_exists(db, cfg)
     assert Flags(db, cfg).get(DUAL_WRITE).value == "on"
-    assert audit(db, cfg, cleanup.DROPPED) == []
-    assert cleanup.finished(db, cfg) is None
+    assert audit(db, cfg, gates.DROPPED) == []
+    assert gates.finished(db, cfg) is None
 
 
 def test_the_writer_gate_takes_new_only_or_retired(db, cfg, ready):
     assert Flags(db, cfg).get(DUAL_WRITE).value == NEW_ONLY
     set_flag(db, cfg, DUAL_WRITE, RETIRED)
-    assert cleanup.evaluate(db, cfg, ACK).gate("writer").passed
+    assert gates.evaluate(db, cfg, ACK).gate("writer").passed
     set_flag(db, cfg, DUAL_WRITE, "off")
-    gate = cleanup.evaluate(db, cfg, ACK).gate("writer")
+    gate = gates.evaluate(db, cfg, ACK).gate("writer")
     assert not gate.passed and gate.detail.startswith("dual_write is 'off'")

@@ -30,13 +30,16 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.policies import WhiteListRoundRobinPolicy
 from conftest import ALL_TABLES, REPO
 from expectation import assert_exact
+from testkit import generator
 
-from trade_migration import backfill, generator, parity, plan, schema, summary
-from trade_migration.backfill import Options, RangeTimeout
-from trade_migration.config import Config
-from trade_migration.ledger import DONE, RUNNING, Ledger
-from trade_migration.session import connect
-from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
+from trade_migration.backfill import copier, plan, summary
+from trade_migration.backfill.copier import Options, RangeTimeout
+from trade_migration.core.config import Config
+from trade_migration.core.session import connect
+from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
+from trade_migration.create_table import schema
+from trade_migration.state.ledger import DONE, RUNNING, Ledger
+from trade_migration.verify import parity
 
 pytestmark = pytest.mark.slow
 
@@ -251,7 +254,7 @@ def test_a_node_lost_mid_backfill_then_a_retry_finishes_exactly(target, source, 
 def test_a_node_lost_mid_verification_then_retried_batches_conclude_clean(target, source):
     ledger = Ledger(target, CFG, "for_verify")
     plan.ensure_ledger(target, CFG, ledger, 6)
-    backfill.run_batch(target, CFG, "for_verify", RING)
+    copier.run_batch(target, CFG, "for_verify", RING)
     assert_exact(target, KEYSPACE)
     run = parity.plan_run(target, CFG, run_id="node_lost_verify", mode="full", splits=24, narrow=False,
                           recheck_delay=0.2)
@@ -345,7 +348,7 @@ def test_a_worker_killed_mid_page_resumes_from_its_checkpoint_exactly(target, so
     assert N // 3 <= done_before < N
 
     # the task's retry: the same batch of ranges, the same ledger
-    resumed = backfill.run_batch(target, CFG, "worker_killed", RING, Options())
+    resumed = copier.run_batch(target, CFG, "worker_killed", RING, Options())
     assert resumed["rows_read"] == N - done_before       # only what was not checkpointed is read again
     after = {s.range_start: s for s in Ledger(target, CFG, "worker_killed").load()}
     assert (after[killed.range_start].status, after[killed.range_start].attempts) == (DONE, 2)
@@ -369,12 +372,12 @@ def test_a_client_timeout_on_an_oversized_range_resplits_it(target, source):
     oversized = plan.ensure_ledger(target, CFG, ledger, 1)    # one range per node's token range: ~N/3 rows each
     assert 3 <= len(oversized) <= 4
     with pytest.raises(RangeTimeout, match="will be re-split on the next attempt"):
-        backfill.run_batch(target, CFG, "client_timeout", RING, Options(fetch_size=5000, page_timeout=0.001))
+        copier.run_batch(target, CFG, "client_timeout", RING, Options(fetch_size=5000, page_timeout=0.001))
     flagged = [s for s in ledger.load() if s.resplit]
     assert len(flagged) == len(oversized)
     assert all(s.status == "failed" and s.last_error.startswith("timeout: ") for s in flagged)
 
-    backfill.run_batch(target, CFG, "client_timeout", RING, Options())      # the retry
+    copier.run_batch(target, CFG, "client_timeout", RING, Options())      # the retry
     children = resplit_children(target, "client_timeout")
     states = {s.range_start: s for s in ledger.load()}
     assert sorted(children) == sorted(s.range_start for s in flagged)
@@ -406,7 +409,7 @@ def test_a_server_timeout_on_an_oversized_range_resplits_it(target, source):
 
     def task() -> None:
         try:
-            outcome["result"] = backfill.run_batch(worker_session, strict, "server_timeout", [biggest.token_range],
+            outcome["result"] = copier.run_batch(worker_session, strict, "server_timeout", [biggest.token_range],
                                                    Options(page_timeout=80, fetch_size=200, rows_per_second=1500))
         except Exception as exc:   # noqa: BLE001 - what the task would raise
             outcome["error"] = exc
@@ -435,7 +438,7 @@ def test_a_server_timeout_on_an_oversized_range_resplits_it(target, source):
     assert "'consistency': 'ALL'" in flagged.last_error
     assert biggest.range_start < frozen_at <= flagged.checkpoint < biggest.range_end   # stopped mid-range
 
-    backfill.run_batch(target, CFG, "server_timeout", RING, Options())      # the retry, at QUORUM
+    copier.run_batch(target, CFG, "server_timeout", RING, Options())      # the retry, at QUORUM
     children = resplit_children(target, "server_timeout")
     assert list(children) == [biggest.range_start] and len(children[biggest.range_start]) == 3
     pieces = sorted([flagged.checkpoint] + [c.range_start for c in children[biggest.range_start]])

@@ -6,14 +6,14 @@ import threading
 
 import pytest
 
-from trade_migration import statements
-from trade_migration.config import ConfigError
-from trade_migration.flags import DUAL_WRITE, READ_PATH, Flag, FlagConflict, Flags
-from trade_migration.phases import State
+from trade_migration.core.config import ConfigError
+from trade_migration.state.flags import DUAL_WRITE, READ_PATH, Flag, FlagConflict, Flags
+from trade_migration.state.phases import State
+from trade_migration.statements.flags import flags_select_all
 
 
 def flag_rows(db, cfg) -> list:
-    return list(db.execute(statements.flags_select_all(cfg.keyspace)))
+    return list(db.execute(flags_select_all(cfg.keyspace)))
 
 
 def changes(db, cfg) -> list:

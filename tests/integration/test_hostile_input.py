@@ -8,18 +8,30 @@ snapshot taken before: an injection that got through would show up there.
 """
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 import re
 from datetime import UTC, datetime
 
 import pytest
 from conftest import REPO, load_trades
+from testkit import statements as testkit_statements
+from testkit import synthetic_ledger
+from testkit.statements import count_all
 
-from trade_migration import archive, cleanup, flags, phases, plan, schema, statements, status, synthetic_ledger
-from trade_migration.config import Config, ConfigError
-from trade_migration.flags import DUAL_WRITE, NEW_ONLY, Flags
-from trade_migration.ledger import Ledger
-from trade_migration.writer import WriterOptions
+from trade_migration import statements
+from trade_migration.backfill import plan
+from trade_migration.cleanup import archive, gates
+from trade_migration.core.config import Config, ConfigError
+from trade_migration.create_table import schema
+from trade_migration.dual_write.writer import WriterOptions
+from trade_migration.state import flags, phases
+from trade_migration.state.flags import DUAL_WRITE, NEW_ONLY, Flags
+from trade_migration.state.ledger import Ledger
+from trade_migration.statements.system import drop_table
+from trade_migration.statements.user_trades import insert_user_trade_into
+from trade_migration.ui import status
 
 # Strings an attacker (or a typo) could put where a keyspace, table or ledger name goes.
 INJECTIONS = [
@@ -91,11 +103,14 @@ def unchanged(cluster_session, cfg):
 
 
 def keyspace_builders():
-    """Every statement builder whose first parameter is the keyspace."""
-    for name, fn in inspect.getmembers(statements, inspect.isfunction):
-        params = list(inspect.signature(fn).parameters)
-        if fn.__module__ == statements.__name__ and params and params[0] == "keyspace" and not name.startswith("_"):
-            yield name, fn, params
+    """Every statement builder (of the product and of the test kit) whose first parameter is the keyspace."""
+    modules = [importlib.import_module(f"trade_migration.statements.{m.name}")
+               for m in pkgutil.iter_modules(statements.__path__)] + [testkit_statements]
+    for module in modules:
+        for name, fn in inspect.getmembers(module, inspect.isfunction):
+            params = list(inspect.signature(fn).parameters)
+            if fn.__module__ == module.__name__ and params and params[0] == "keyspace" and not name.startswith("_"):
+                yield f"{module.__name__}.{name}", fn, params
 
 
 def test_every_keyspace_entry_point_refuses_what_is_not_an_identifier(db, cfg, unchanged):
@@ -116,7 +131,7 @@ def test_every_keyspace_entry_point_refuses_what_is_not_an_identifier(db, cfg, u
 
 def test_every_table_name_entry_point_refuses_what_is_not_an_identifier(db, cfg, unchanged):
     for bad in INJECTIONS + aimed_at(cfg.keyspace):
-        for fn in (statements.count_all, statements.drop_table, statements.insert_user_trade_into):
+        for fn in (count_all, drop_table, insert_user_trade_into):
             with pytest.raises(ConfigError, match="table must match"):
                 fn(cfg.keyspace, bad)
         with pytest.raises(ConfigError, match="user_trades_table must match"):
@@ -130,7 +145,7 @@ def test_every_ledger_name_entry_point_refuses_what_is_not_an_identifier(db, cfg
         with pytest.raises(ConfigError, match="backfill_id must match"):
             Ledger(db, cfg, bad)
         with pytest.raises(ConfigError, match="backfill_id must match"):
-            cleanup.GateOptions(backfill_id=bad)
+            gates.GateOptions(backfill_id=bad)
         with pytest.raises(ConfigError, match="backfill_id must match"):
             status.migration_status(db, cfg, backfill_id=bad)
         with pytest.raises(ConfigError, match="backfill_id must match"):
@@ -222,7 +237,7 @@ def test_the_cleanup_drops_settled_trades_of_its_keyspace_and_nothing_else(clust
         Flags(db, victim).set(DUAL_WRITE, "on", actor="pytest", reason="hostile cleanup test")
         Flags(db, victim).set(DUAL_WRITE, NEW_ONLY, actor="pytest", reason="hostile cleanup test")
         hostile = "settled_trades; DROP KEYSPACE " + bystander.keyspace + "; --"
-        result = cleanup.drop_legacy(db, victim, actor=hostile, run_id=hostile,
+        result = gates.drop_legacy(db, victim, actor=hostile, run_id=hostile,
                                      details={"table": "user_trades", "keyspace": bystander.keyspace, "x": hostile})
         tried("cleanup drop")
         after = schema_snapshot(db)
@@ -232,7 +247,7 @@ def test_the_cleanup_drops_settled_trades_of_its_keyspace_and_nothing_else(clust
         assert result["table"] == f"{victim.keyspace}.settled_trades"
         assert db.execute(f"SELECT count(*) FROM {bystander.keyspace}.settled_trades").one()[0] == 100
         with pytest.raises(ConfigError):
-            statements.drop_table(victim.keyspace, hostile)
+            drop_table(victim.keyspace, hostile)
     finally:
         for c in (victim, bystander):
             db.execute(f"DROP KEYSPACE IF EXISTS {c.keyspace}")

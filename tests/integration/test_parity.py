@@ -21,18 +21,24 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import load_trades
+from testkit import generator
+from testkit.statements import delete_symbol, delete_user_trade, insert_symbol
+from testkit.traffic import live_trades, live_traffic, stamped
 
-from trade_migration import backfill, generator, parity, plan, report, statements
-from trade_migration.cql import prepared
-from trade_migration.digests import bucket, buckets_of, source_token, target_token
-from trade_migration.flags import DUAL_WRITE, Flags
-from trade_migration.ledger import Ledger
-from trade_migration.parity_run import ALL, SAMPLED, Scope
-from trade_migration.row_parity import AT_RUN_START, AT_SOURCE_TIME, MISMATCHED, MISSING, ORPHAN, Checker
-from trade_migration.symbols import load_symbol_ids
-from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
-from trade_migration.trades import Reject, convert, row_key
-from trade_migration.writer import SettlementWriter, WriterOptions, live_trades, stamped
+from trade_migration.backfill import copier, plan
+from trade_migration.core.convert import Reject, convert, row_key
+from trade_migration.core.prepared import prepared
+from trade_migration.core.symbols import load_symbol_ids
+from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange, settled_token, user_trades_token
+from trade_migration.state.flags import DUAL_WRITE, Flags
+from trade_migration.state.ledger import Ledger
+from trade_migration.statements.parity_runs import parity_select_recent
+from trade_migration.statements.settled_trades import count_settled_range, insert_settled, scan_settled
+from trade_migration.statements.user_trades import count_user_trades_range, insert_user_trade, select_user_trade_timed
+from trade_migration.verify import parity, report
+from trade_migration.verify.digests import bucket, buckets_of
+from trade_migration.verify.parity_run import ALL, SAMPLED, Scope
+from trade_migration.verify.row_parity import AT_RUN_START, AT_SOURCE_TIME, MISMATCHED, MISSING, ORPHAN, Checker
 
 N, SEED, SPLITS = 2000, 77, 8
 LIVE_FIRST = 700_000_000
@@ -45,7 +51,7 @@ def backfilled(db, cfg, n: int = N):
     generated = load_trades(db, cfg, n, SEED)
     ledger = Ledger(db, cfg, "verify_test")
     plan.ensure_ledger(db, cfg, ledger, SPLITS)
-    backfill.run_batch(db, cfg, "verify_test", [TokenRange(MIN_TOKEN, MAX_TOKEN)])
+    copier.run_batch(db, cfg, "verify_test", [TokenRange(MIN_TOKEN, MAX_TOKEN)])
     return generated
 
 
@@ -62,7 +68,7 @@ def verify(db, cfg, mode: str = "full", **kw):
 def sources(db, cfg) -> dict[int, tuple]:
     """trade_id -> (settled row tuple, write time), straight from the table."""
     out = {}
-    for r in db.execute(prepared(db, statements.scan_settled(cfg.keyspace)), (MIN_TOKEN, MAX_TOKEN)):
+    for r in db.execute(prepared(db, scan_settled(cfg.keyspace)), (MIN_TOKEN, MAX_TOKEN)):
         out[r[1]] = (tuple(r[1:15]), max(w for w in r[15:] if w is not None))
     return out
 
@@ -73,15 +79,15 @@ def found(outcome) -> set:
 
 
 def user_trade(db, cfg, key: tuple):
-    return db.execute(prepared(db, statements.select_user_trade_timed(cfg.keyspace)), key).one()
+    return db.execute(prepared(db, select_user_trade_timed(cfg.keyspace)), key).one()
 
 
 def insert_row(db, cfg, row: tuple) -> None:
-    db.execute(prepared(db, statements.insert_user_trade(cfg.keyspace)), (*row, int(time.time() * 1e6)))
+    db.execute(prepared(db, insert_user_trade(cfg.keyspace)), (*row, int(time.time() * 1e6)))
 
 
 def delete_row(db, cfg, row: tuple) -> None:
-    db.execute(prepared(db, statements.delete_user_trade(cfg.keyspace)), row_key(row))
+    db.execute(prepared(db, delete_user_trade(cfg.keyspace)), row_key(row))
 
 
 # --- the ring, client-side -----------------------------------------------------------------------
@@ -92,8 +98,8 @@ def test_client_side_tokens_are_the_clusters(db, cfg):
     settled = list(db.execute(f"SELECT token(trade_id), trade_id FROM {cfg.keyspace}.settled_trades"))
     rows = list(db.execute(f"SELECT token(user_id, symbol_id), user_id, symbol_id FROM {cfg.keyspace}.user_trades"))
     assert len(settled) == 500 and len(rows) > 900
-    assert [source_token(t) for _, t in settled] == [tok for tok, _ in settled]
-    assert [target_token(u, s) for _, u, s in rows] == [tok for tok, _, _ in rows]
+    assert [settled_token(t) for _, t in settled] == [tok for tok, _ in settled]
+    assert [user_trades_token(u, s) for _, u, s in rows] == [tok for tok, _, _ in rows]
     run = new_run(db, cfg)
     for tok, *_ in rows:
         assert bucket(tok) in buckets_of(run.ranges[run.range_index(tok)])
@@ -121,9 +127,9 @@ def test_a_clean_backfill_is_clean_in_every_mode(db, cfg):
     assert sampled.status == parity.CLEAN and sampled.counts is None
     assert len(run.chosen) == 2   # 25% of 8 ranges
     in_chosen = [run.ranges[i] for i in run.chosen]
-    n_source = sum(db.execute(prepared(db, statements.count_settled_range(cfg.keyspace)), (r.start, r.end)).one()[0]
+    n_source = sum(db.execute(prepared(db, count_settled_range(cfg.keyspace)), (r.start, r.end)).one()[0]
                    for r in in_chosen)
-    n_target = sum(db.execute(prepared(db, statements.count_user_trades_range(cfg.keyspace)), (r.start, r.end)).one()[0]
+    n_target = sum(db.execute(prepared(db, count_user_trades_range(cfg.keyspace)), (r.start, r.end)).one()[0]
                    for r in in_chosen)
     assert (sampled.total.source_rows, sampled.total.target_rows) == (n_source, n_target)
     assert (sampled.total.settled, sampled.total.user_trades) == (n_source, n_target)
@@ -170,15 +176,15 @@ def test_planted_faults_are_found_counted_exactly_and_repaired(db, cfg, tmp_path
     for row in (no_trade, wrong_user, of_reject):
         insert_row(db, cfg, row)
     # a symbol removed: its trades become rejects, their rows orphans
-    db.execute(prepared(db, statements.delete_symbol(ks)), (gone,))
+    db.execute(prepared(db, delete_symbol(ks)), (gone,))
     # a failed dual write, made by the reference writer with its user_trades write failing
     Flags(db, cfg).set(DUAL_WRITE, "on", actor="pytest", reason="dual writes before the failure")
-    writer = SettlementWriter(db, cfg, WriterOptions(trades_per_second=0, first_trade_id=LIVE_FIRST,
-                                                     user_trades_table="user_trades_unreachable"))
+    writer = live_traffic(db, cfg, trades_per_second=0, first_trade_id=LIVE_FIRST,
+                          user_trades_table="user_trades_unreachable")
     now_ids = load_symbol_ids(db, ks)
     trade = next(stamped(t, time.time_ns()) for t in live_trades(LIVE_FIRST, 3)
                  if not isinstance(convert(t, now_ids), Reject))
-    settled = writer.settle(trade)
+    settled = writer.writer.settle(trade)
     assert settled.outcome == "dual_write_failed"
     dual = convert(sources(db, cfg)[trade[0]][0], now_ids)   # as read back (naive UTC times)
 
@@ -228,7 +234,7 @@ def test_planted_faults_are_found_counted_exactly_and_repaired(db, cfg, tmp_path
     assert json.loads(paths["summary"].read_text())["orphans"] == t.orphans
     assert "<table" in paths["chart"].read_text()
     parity.record(db, cfg, run, out, str(tmp_path / "broken"))
-    row = db.execute(prepared(db, statements.parity_select_recent(ks)), (1,)).one()
+    row = db.execute(prepared(db, parity_select_recent(ks)), (1,)).one()
     assert (row.run_id, row.mode, row.ranges_checked, row.ranges_total, row.rows_checked, row.missing, row.mismatched,
             row.orphans, row.rejected, row.repaired, row.status) == (
         run.run_id, "full", SPLITS, SPLITS, t.source_rows + t.target_rows, 6, 3, t.orphans, rejected, 0, "broken")
@@ -255,7 +261,7 @@ def test_planted_faults_are_found_counted_exactly_and_repaired(db, cfg, tmp_path
     assert (after.total.missing, after.total.mismatched, after.total.orphans) == (0, 0, t.orphans)
 
     # what an operator does with the report: restore the symbol, delete the orphans no trade explains
-    db.execute(prepared(db, statements.insert_symbol(ks)), next(s for s in generator.symbols() if s[0] == gone))
+    db.execute(prepared(db, insert_symbol(ks)), next(s for s in generator.symbols() if s[0] == gone))
     for r in (no_trade, wrong_user, of_reject):
         delete_row(db, cfg, r)
     _, clean = verify(db, cfg)
@@ -285,7 +291,7 @@ def test_a_sampled_run_checks_its_seeded_ranges_and_the_last_day(db, cfg, tmp_pa
     chosen = {probe.ranges[i] for i in probe.chosen}
 
     def in_chosen(trade_id: int) -> bool:
-        return probe.ranges[probe.range_index(source_token(trade_id))] in chosen
+        return probe.ranges[probe.range_index(settled_token(trade_id))] in chosen
 
     ok = [t for t in sorted(src) if not isinstance(convert(src[t][0], symbol_ids), Reject)]
     sampled_old = next(t for t in ok if in_chosen(t))
@@ -296,7 +302,7 @@ def test_a_sampled_run_checks_its_seeded_ranges_and_the_last_day(db, cfg, tmp_pa
     recent_id = next(t for t in itertools.count(LIVE_FIRST) if not in_chosen(t))
     an_hour_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     recent = (recent_id, *src[ok[0]][0][1:12], an_hour_ago - timedelta(milliseconds=5), an_hour_ago)
-    db.execute(prepared(db, statements.insert_settled(cfg.keyspace)), (*recent, int(time.time() * 1e6)))
+    db.execute(prepared(db, insert_settled(cfg.keyspace)), (*recent, int(time.time() * 1e6)))
 
     run, out = verify(db, cfg, SAMPLED, sample_share=0.25, seed=1234)
     assert run.chosen == probe.chosen
@@ -309,7 +315,7 @@ def test_a_sampled_run_checks_its_seeded_ranges_and_the_last_day(db, cfg, tmp_pa
     assert (facts["seed"], facts["sample_share"], facts["splits"]) == (1234, 0.25, SPLITS)
     assert facts["chosen_ranges"] == [probe.ranges[i].label for i in probe.chosen]
     parity.record(db, cfg, run, out, str(tmp_path))
-    row = db.execute(prepared(db, statements.parity_select_recent(cfg.keyspace)), (1,)).one()
+    row = db.execute(prepared(db, parity_select_recent(cfg.keyspace)), (1,)).one()
     assert (row.mode, row.seed, row.ranges_checked, row.ranges_total, row.missing) == (SAMPLED, 1234, 2, SPLITS, 3)
     # a run without a seed derives one from its id, and records it
     unseeded = new_run(db, cfg, SAMPLED, sample_share=0.25)
@@ -332,7 +338,7 @@ def test_writes_after_the_start_are_left_to_the_next_run(db, cfg):
     time.sleep(0.01)
     db.execute(f"UPDATE {cfg.keyspace}.user_trades SET price = %s WHERE user_id = %s AND symbol_id = %s"
                f" AND settled_at = %s AND trade_id = %s AND side = %s", (row[5] + 7, *row_key(row)))
-    writer = SettlementWriter(db, cfg, WriterOptions(trades_per_second=0, first_trade_id=LIVE_FIRST))
+    writer = live_traffic(db, cfg, trades_per_second=0, first_trade_id=LIVE_FIRST)
     writer.run(count=5)   # dual_write is off: settled_trades only
     out = parity.run_all(db, cfg, run)
     assert out.status == parity.CLEAN and out.total.late == 1 + 5
@@ -351,7 +357,7 @@ def test_a_difference_counts_only_if_seen_twice(db, cfg):
     written = int(time.time() * 1e6) - 1_000_000
     a, b = [stamped(t, written * 1000) for t in itertools.islice(live_trades(LIVE_FIRST, 5), 2)]
     for trade in (a, b):
-        db.execute(prepared(db, statements.insert_settled(cfg.keyspace)), (*trade, written))
+        db.execute(prepared(db, insert_settled(cfg.keyspace)), (*trade, written))
     run = new_run(db, cfg)
     checker = Checker(db, cfg, run, Scope(forward={i: ALL for i in range(SPLITS)}))
     for i in range(SPLITS):
@@ -359,7 +365,7 @@ def test_a_difference_counts_only_if_seen_twice(db, cfg):
     assert sorted((d.kind, d.trade_id, d.side) for d in checker.first_look) == [
         (MISSING, a[0], "BUY"), (MISSING, a[0], "SELL"), (MISSING, b[0], "BUY"), (MISSING, b[0], "SELL")]
     for row in convert(a, symbol_ids):   # the lagging write lands
-        db.execute(prepared(db, statements.insert_user_trade(cfg.keyspace)), (*row, written))
+        db.execute(prepared(db, insert_user_trade(cfg.keyspace)), (*row, written))
     assert sorted((d.kind, d.trade_id, d.side) for d in checker.recheck(delay=0)) == [
         (MISSING, b[0], "BUY"), (MISSING, b[0], "SELL")]
     assert sum(t.missing for t in checker.tallies.values()) == 2
@@ -369,8 +375,7 @@ def test_a_difference_counts_only_if_seen_twice(db, cfg):
 def test_no_false_alarm_while_the_reference_writer_writes(db, cfg):
     backfilled(db, cfg)
     Flags(db, cfg).set(DUAL_WRITE, "on", actor="pytest", reason="live traffic during the check")
-    writer = SettlementWriter(db, cfg, WriterOptions(trades_per_second=200, flag_refresh_s=0.5,
-                                                     first_trade_id=LIVE_FIRST))
+    writer = live_traffic(db, cfg, trades_per_second=200, flag_refresh_s=0.5, first_trade_id=LIVE_FIRST)
     with writer.running():
         while writer.stats.settled < 100:    # some live trades settle before the run starts
             time.sleep(0.05)

@@ -5,26 +5,25 @@ import time
 
 import pytest
 from conftest import load_trades
+from testkit import generator
+from testkit.statements import delete_user_trade
 
-from trade_migration import backfill, generator, statements
-from trade_migration.ledger import Ledger
-from trade_migration.queries import (
+from trade_migration.backfill import copier
+from trade_migration.core.convert import Reject, convert
+from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
+from trade_migration.read_path.latency import benchmark, format_benchmark, percentile
+from trade_migration.read_path.paths import ReadPaths, order_key, sample_pairs
+from trade_migration.read_path.shadow import (
     EXTRA,
     MISMATCH,
     MISSING,
     ReadPathBlocked,
-    ReadPaths,
     ShadowReport,
-    benchmark,
-    format_benchmark,
-    order_key,
-    percentile,
     require_clean,
-    sample_pairs,
     shadow_compare,
 )
-from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
-from trade_migration.trades import Reject, convert
+from trade_migration.state.ledger import Ledger
+from trade_migration.statements.user_trades import insert_user_trade
 
 N, SEED = 3000, 11
 
@@ -36,7 +35,7 @@ def data(cluster_session, cfg):
         cluster_session.execute(f"TRUNCATE {cfg.keyspace}.{table}")
     load_trades(cluster_session, cfg, N, SEED)
     Ledger(cluster_session, cfg, "q").plan([TokenRange(MIN_TOKEN, MAX_TOKEN)])
-    backfill.run_batch(cluster_session, cfg, "q", [TokenRange(MIN_TOKEN, MAX_TOKEN)])
+    copier.run_batch(cluster_session, cfg, "q", [TokenRange(MIN_TOKEN, MAX_TOKEN)])
     return [row for row, _ in generator.trades(N, SEED)]
 
 
@@ -115,8 +114,8 @@ def test_shadow_mode_finds_planted_differences(cluster_session, cfg, paths):
     beyond = paths.new(*deep[2], limit=100)[limit + 2]  # past the page: not what the gateway shows
     orphan = (deep[2][0], paths.symbol_ids[deep[2][1]], changed[2].replace(year=2030), 1, "BUY",
               *changed[5:])   # the newest row of its partition, with no settled trade behind it
-    insert = db.prepare(statements.insert_user_trade(ks))
-    delete = db.prepare(statements.delete_user_trade(ks))
+    insert = db.prepare(insert_user_trade(ks))
+    delete = db.prepare(delete_user_trade(ks))
     try:
         db.execute(delete, gone[:5])
         db.execute(delete, beyond[:5])
@@ -152,8 +151,8 @@ def test_an_empty_comparison_does_not_allow_the_switch():
 def test_the_benchmark_names_users_whose_pages_differ(cluster_session, cfg, paths):
     pairs = sample_pairs(cluster_session, cfg, 10, seed=2, symbols=paths.symbol_ids)
     row = paths.new(*pairs[3], limit=20)[0]
-    delete = cluster_session.prepare(statements.delete_user_trade(cfg.keyspace))
-    insert = cluster_session.prepare(statements.insert_user_trade(cfg.keyspace))
+    delete = cluster_session.prepare(delete_user_trade(cfg.keyspace))
+    insert = cluster_session.prepare(insert_user_trade(cfg.keyspace))
     cluster_session.execute(delete, row[:5])
     try:
         assert benchmark(paths, pairs, limit=20)["different_answers"] == [list(pairs[3])]

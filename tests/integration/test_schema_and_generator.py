@@ -3,11 +3,15 @@ import re
 from collections import Counter
 
 from conftest import load_trades
+from testkit import generator
 
-from trade_migration import generator, schema, statements, tokens
-from trade_migration.config import STATE_TABLES
-from trade_migration.symbols import load_symbol_ids
-from trade_migration.trades import Reject, convert
+from trade_migration.core import tokens
+from trade_migration.core.config import STATE_TABLES
+from trade_migration.core.convert import Reject, convert
+from trade_migration.core.model import SETTLED_COLUMNS, USER_TRADE_COLUMNS
+from trade_migration.core.symbols import load_symbol_ids
+from trade_migration.create_table import schema
+from trade_migration.statements.settled_trades import count_settled_range
 
 
 def _columns(cql_file: str, table: str) -> tuple[str, ...]:
@@ -20,8 +24,8 @@ def _columns(cql_file: str, table: str) -> tuple[str, ...]:
 
 def test_schema_files_are_the_contract_tables():
     """schema/ is the contract inside the product: the shapes the conversion is written for."""
-    assert _columns("01_legacy.cql", "settled_trades") == statements.SETTLED_COLUMNS
-    assert _columns("02_user_trades.cql", "user_trades") == statements.USER_TRADE_COLUMNS
+    assert _columns("01_legacy.cql", "settled_trades") == SETTLED_COLUMNS
+    assert _columns("02_user_trades.cql", "user_trades") == USER_TRADE_COLUMNS
     shape = schema.expected_user_trades()
     assert (shape.partition_key, shape.clustering) == (
         ("user_id", "symbol_id"), (("settled_at", "DESC"), ("trade_id", "DESC"), ("side", "ASC")))
@@ -44,12 +48,12 @@ def test_schema_applies_twice_and_user_trades_is_verified(cluster_session, cfg):
 def test_generator_counts_and_reject_mix_are_exact(db, cfg):
     n = 6000
     plan = load_trades(db, cfg, n, seed=11)
-    count = db.prepare(statements.count_settled_range(cfg.keyspace))
+    count = db.prepare(count_settled_range(cfg.keyspace))
     total = sum(db.execute(count, r).one()[0] for r in tokens.split_ring([tokens.MIN_TOKEN], 8))
     assert total == n == plan.trades
     ids = load_symbol_ids(db, cfg.keyspace)
     assert len(ids) == len(generator.symbols())
-    rows = db.execute(f"SELECT {', '.join(statements.SETTLED_COLUMNS)} FROM {cfg.keyspace}.settled_trades")
+    rows = db.execute(f"SELECT {', '.join(SETTLED_COLUMNS)} FROM {cfg.keyspace}.settled_trades")
     got = Counter(o.code for o in (convert(tuple(r), ids) for r in rows) if isinstance(o, Reject))
     assert got == plan.rejects == generator.expected_rejects(n)
     assert sum(got.values()) == 24

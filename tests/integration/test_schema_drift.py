@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from trade_migration import schema, statements
-from trade_migration.config import Config
-from trade_migration.schema import SchemaDriftError, verify_user_trades
+from trade_migration.core.config import Config
+from trade_migration.create_table import schema
+from trade_migration.create_table.schema import SchemaDriftError, verify_user_trades
+from trade_migration.statements.system import drop_table
 
 
 def make_drifted(session, keyspace: str, *edits: tuple[str, str]) -> Config:
@@ -13,7 +14,7 @@ def make_drifted(session, keyspace: str, *edits: tuple[str, str]) -> Config:
     config = Config(keyspace=keyspace)
     statements_ = schema.statements_from_files(config)
     session.execute(statements_[0])   # the keyspace
-    session.execute(statements.drop_table(keyspace, "user_trades"))
+    session.execute(drop_table(keyspace, "user_trades"))
     for stmt in statements_[1:]:
         if stmt.startswith(f"CREATE TABLE IF NOT EXISTS {keyspace}.user_trades "):
             for old, new in edits:

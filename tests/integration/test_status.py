@@ -1,7 +1,7 @@
 """The migration page's data (trade_migration.status) and HTML, against the real node.
 
 A planted ledger of 5,000 ranges must come back counted by status, with the exact slowest and
-failed ranges; the page's gates must be exactly cleanup.evaluate's (the page composes them from
+failed ranges; the page's gates must be exactly gates.evaluate's (the page composes them from
 one read of each table, so a gate added to evaluate and not here fails this test); days
 remaining count down from the read_path switch.
 """
@@ -12,9 +12,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cleanup_state import prepare, utcnow
 from conftest import mark_done
+from testkit import synthetic_ledger
 
-from trade_migration import cleanup, phases, status, status_page, synthetic_ledger
-from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange, divide
+from trade_migration.cleanup import gates
+from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange, divide
+from trade_migration.state import phases
+from trade_migration.ui import status, status_page
 
 N = 5000
 AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -75,7 +78,7 @@ def test_the_page_gates_are_cleanups_own(db, cfg):
     at = utcnow()
 
     got = status.migration_status(db, cfg, at=at)
-    want = cleanup.evaluate(db, cfg, cleanup.GateOptions(), at=at)
+    want = gates.evaluate(db, cfg, gates.GateOptions(), at=at)
 
     assert got["cleanup"]["gates"] == [{"name": g.name, "passed": g.passed, "detail": g.detail} for g in want.gates]
     # the generated trades include rejects that nobody acknowledged: that gate alone fails

@@ -8,9 +8,9 @@ import json
 import pytest
 import trade_migration_plugin as plugin
 from fastapi.testclient import TestClient
+from testkit import synthetic_ledger
 
-from trade_migration import synthetic_ledger
-from trade_migration.ledger import now
+from trade_migration.state.ledger import now
 
 
 @pytest.fixture

@@ -6,32 +6,35 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 
 import pytest
+from testkit import generator
+from testkit.traffic import live_trades, live_traffic
 
-from trade_migration import generator, statements
-from trade_migration.flags import DUAL_WRITE, Flags
-from trade_migration.trades import Reject, convert, row_key
-from trade_migration.writer import SettlementWriter, WriterOptions, live_trades, row_token
+from trade_migration.core.convert import Reject, convert, row_key
+from trade_migration.core.model import SETTLED_COLUMNS, USER_TRADE_COLUMNS
+from trade_migration.core.tokens import settled_token
+from trade_migration.state.flags import DUAL_WRITE, Flags
+from trade_migration.statements.rejected_trades import rejects_select_all
 
 FIRST = 500_000_000
 
 
 def settled(db, cfg) -> dict[int, tuple]:
     """trade_id -> (row tuple, write time of price)."""
-    rows = db.execute(f"SELECT {', '.join(statements.SETTLED_COLUMNS)}, WRITETIME(price) AS wt"
+    rows = db.execute(f"SELECT {', '.join(SETTLED_COLUMNS)}, WRITETIME(price) AS wt"
                       f" FROM {cfg.keyspace}.settled_trades")
     return {r.trade_id: (tuple(r)[:-1], r.wt) for r in rows}
 
 
 def user_trades(db, cfg) -> dict[tuple, tuple]:
     """primary key -> (row tuple, write time of price)."""
-    rows = db.execute(f"SELECT {', '.join(statements.USER_TRADE_COLUMNS)}, WRITETIME(price) AS wt"
+    rows = db.execute(f"SELECT {', '.join(USER_TRADE_COLUMNS)}, WRITETIME(price) AS wt"
                       f" FROM {cfg.keyspace}.user_trades")
     return {row_key(tuple(r)[:-1]): (tuple(r)[:-1], r.wt) for r in rows}
 
 
 def rejects(db, cfg) -> dict[int, tuple]:
     return {r.trade_id: (r.row_token, r.reason, r.source)
-            for r in db.execute(statements.rejects_select_all(cfg.keyspace))}
+            for r in db.execute(rejects_select_all(cfg.keyspace))}
 
 
 @pytest.fixture
@@ -41,7 +44,7 @@ def symbols(db, cfg):
 
 
 def test_with_dual_write_off_only_settled_trades_is_written(db, cfg, symbols):
-    stats = SettlementWriter(db, cfg, WriterOptions(trades_per_second=0, first_trade_id=FIRST)).run(count=300)
+    stats = live_traffic(db, cfg, trades_per_second=0, first_trade_id=FIRST).run(count=300)
     assert (stats.settled, stats.user_trade_rows, stats.rejected, stats.user_trades_failed) == (300, 0, 0, 0)
     assert sorted(settled(db, cfg)) == list(range(FIRST, FIRST + 300))
     assert user_trades(db, cfg) == {}
@@ -50,14 +53,14 @@ def test_with_dual_write_off_only_settled_trades_is_written(db, cfg, symbols):
 
 def test_dual_write_writes_the_converted_rows_with_the_same_timestamp(db, cfg, symbols):
     Flags(db, cfg).set(DUAL_WRITE, "on", actor="pytest", reason="test")
-    stats = SettlementWriter(db, cfg, WriterOptions(trades_per_second=0, first_trade_id=FIRST)).run(count=500)
+    stats = live_traffic(db, cfg, trades_per_second=0, first_trade_id=FIRST).run(count=500)
 
     source = settled(db, cfg)
     expected_rows, expected_rejects = {}, {}
     for trade_id, (trade, wt) in source.items():
         out = convert(trade, symbols)
         if isinstance(out, Reject):
-            expected_rejects[trade_id] = (row_token(trade_id), out.reason, "writer")
+            expected_rejects[trade_id] = (settled_token(trade_id), out.reason, "writer")
         else:
             expected_rows.update({row_key(r): (r, wt) for r in out})
     assert len(source) == 500 and stats.settled == 500
@@ -73,7 +76,7 @@ def test_dual_write_writes_the_converted_rows_with_the_same_timestamp(db, cfg, s
 
 def test_live_trades_are_settled_now(db, cfg, symbols):
     before = datetime.now(UTC).replace(tzinfo=None) - timedelta(milliseconds=1)
-    SettlementWriter(db, cfg, WriterOptions(trades_per_second=0, first_trade_id=FIRST)).run(count=50)
+    live_traffic(db, cfg, trades_per_second=0, first_trade_id=FIRST).run(count=50)
     after = datetime.now(UTC).replace(tzinfo=None)
     for trade, wt in settled(db, cfg).values():
         if trade[13] is not None:
@@ -83,10 +86,10 @@ def test_live_trades_are_settled_now(db, cfg, symbols):
 
 def test_a_failed_user_trades_write_does_not_fail_the_settlement(db, cfg, symbols):
     Flags(db, cfg).set(DUAL_WRITE, "on", actor="pytest", reason="test")
-    writer = SettlementWriter(db, cfg, WriterOptions(trades_per_second=0, first_trade_id=FIRST,
-                                                     user_trades_table="user_trades_missing"))
+    writer = live_traffic(db, cfg, trades_per_second=0, first_trade_id=FIRST,
+                          user_trades_table="user_trades_missing")
     first = next(t for t in live_trades(FIRST, 1) if not isinstance(convert(t, symbols), Reject))
-    assert writer.settle(first).outcome == "dual_write_failed"
+    assert writer.writer.settle(first).outcome == "dual_write_failed"
     stats = writer.run(count=100)   # ids FIRST.. again: every one settles, no dual write lands
     assert sorted(settled(db, cfg)) == list(range(FIRST, FIRST + 100))
     assert user_trades(db, cfg) == {}
@@ -98,8 +101,7 @@ def test_the_writer_picks_up_a_flag_change_within_its_bound(db, cfg, symbols):
     """Every trade settled more than flag_refresh_s after the change committed is dual-written;
     none settled before the change started is."""
     bound = 0.5
-    writer = SettlementWriter(db, cfg, WriterOptions(flag_refresh_s=bound, trades_per_second=100,
-                                                     first_trade_id=FIRST))
+    writer = live_traffic(db, cfg, flag_refresh_s=bound, trades_per_second=100, first_trade_id=FIRST)
     with writer.running():
         while writer.stats.settled < 50:
             time.sleep(0.05)
@@ -132,10 +134,11 @@ def test_the_writer_picks_up_a_flag_change_within_its_bound(db, cfg, symbols):
 
 def test_new_only_writes_user_trades_alone_and_needs_reads_moved(db, cfg):
     """After the switch the writer stops writing settled_trades; the switch needs reads on user_trades."""
-    from trade_migration import generator
-    from trade_migration.config import ConfigError
-    from trade_migration.flags import DUAL_WRITE, NEW_ONLY, READ_PATH, Flags, check_writer_switch
-    from trade_migration.writer import SettlementWriter, WriterOptions, live_trades
+    from testkit import generator
+
+    from trade_migration.core.config import ConfigError
+    from trade_migration.dual_write.writer import SettlementWriter, WriterOptions
+    from trade_migration.state.flags import DUAL_WRITE, NEW_ONLY, READ_PATH, Flags, check_writer_switch
 
     generator.write_symbols(db, cfg.keyspace)
     flags = Flags(db, cfg)

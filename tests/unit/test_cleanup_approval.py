@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from trade_migration import approval, cleanup
+from trade_migration.cleanup import approval, gates
 
 AT = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
 ALICE = {"id": "alice", "name": "Alice Ops"}
@@ -44,12 +44,12 @@ def _report() -> dict:
     history = [{"started_at": "2026-11-24T02:00:00+00:00", "run_id": "scheduled__2026-11-24", "mode": "sampled",
                 "status": "clean", "rows_checked": 1200, "missing": 0, "mismatched": 0, "orphans": 0,
                 "repaired": 0, "ranges_checked": 4, "ranges_total": 64}]
-    gates = (
-        cleanup.Gate("read_path", True, "reads on user_trades since 2026-10-01 00:00 UTC (54.4 days; needs 30)"),
-        cleanup.Gate("parity", True, "1 of the last 1 runs clean or repaired", {"history": history}),
-        cleanup.Gate("rejects", True, "3 rejected trades {'bad_price': 3} acknowledged | by this run", {"count": 3}),
+    checked = (
+        gates.Gate("read_path", True, "reads on user_trades since 2026-10-01 00:00 UTC (54.4 days; needs 30)"),
+        gates.Gate("parity", True, "1 of the last 1 runs clean or repaired", {"history": history}),
+        gates.Gate("rejects", True, "3 rejected trades {'bad_price': 3} acknowledged | by this run", {"count": 3}),
     )
-    return cleanup.GateReport("trading", AT, gates).to_dict()
+    return gates.GateReport("trading", AT, checked).to_dict()
 
 
 def test_the_body_shows_gates_counts_parity_and_the_archive():

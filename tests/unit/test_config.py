@@ -1,7 +1,7 @@
 import pytest
 
-from trade_migration import statements
-from trade_migration.config import Config, ConfigError, identifier, replication
+from trade_migration.core.config import Config, ConfigError, identifier, replication
+from trade_migration.statements.system import drop_table
 
 
 @pytest.mark.parametrize("bad", ["", "Trading", "trading; DROP TABLE x", "1abc", "a-b", "a" * 49, None, 5,
@@ -15,7 +15,7 @@ def test_keyspace_is_validated_before_any_statement_is_built():
     with pytest.raises(ConfigError):
         Config(keyspace="trading WITH x")
     with pytest.raises(ConfigError):
-        statements.drop_table("trading", "settled_trades; DROP KEYSPACE trading")
+        drop_table("trading", "settled_trades; DROP KEYSPACE trading")
 
 
 def test_replication_maps():

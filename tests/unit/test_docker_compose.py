@@ -141,7 +141,7 @@ def test_airflow_services_mount_the_project(services):
 
 def test_schema_is_mounted_where_the_package_looks_for_it(services):
     """trade_migration.schema finds schema/ through its package link; keep that true in the image."""
-    from trade_migration.schema import SCHEMA_DIR
+    from trade_migration.create_table.schema import SCHEMA_DIR
 
     mounts = {src: tgt for tgt, src in bind_mounts(services["airflow-init"]).items()}
     container_root = PurePosixPath(mounts["./include"]).parent  # ./include is at the repo root

@@ -1,7 +1,8 @@
 from collections import Counter
 
-from trade_migration import generator
-from trade_migration.trades import REJECT_REASONS, Reject, convert
+from testkit import generator
+
+from trade_migration.core.convert import REJECT_REASONS, Reject, convert
 
 
 def test_deterministic_and_reject_mix_exact():

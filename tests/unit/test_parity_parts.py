@@ -8,9 +8,11 @@ from itertools import pairwise
 
 import pytest
 
-from trade_migration import notify, parity
-from trade_migration.digests import BUCKETS, Digest, bucket, buckets_of, row_hash
-from trade_migration.parity_run import (
+from trade_migration.core import notify
+from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, split_ring
+from trade_migration.verify import parity
+from trade_migration.verify.digests import BUCKETS, Digest, bucket, buckets_of, row_hash
+from trade_migration.verify.parity_run import (
     ALL,
     CELLS,
     FULL,
@@ -23,7 +25,6 @@ from trade_migration.parity_run import (
     derive_seed,
     merge_tallies,
 )
-from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, split_ring
 
 ROW = (5, 1, datetime(2026, 5, 1, 12, 0, 0, 123000), 10_000_001, "BUY", 6_700_000, 12, None, 20_000_002, 7,
        True, None, 1_250_000)
@@ -51,7 +52,7 @@ def test_row_hash_is_the_same_in_another_process():
     from conftest import REPO
 
     code = ("import datetime;"
-            "from trade_migration.digests import row_hash;"
+            "from trade_migration.verify.digests import row_hash;"
             f"print(row_hash({ROW!r}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONHASHSEED": "12345"}, cwd=str(REPO))

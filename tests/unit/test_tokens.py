@@ -2,8 +2,8 @@ from itertools import pairwise
 
 import pytest
 
-from trade_migration import tokens
-from trade_migration.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
+from trade_migration.core import tokens
+from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
 
 
 @pytest.mark.parametrize("ring", [[MIN_TOKEN], [0], [-5, 7, 2**62], [MIN_TOKEN, 0, MAX_TOKEN],

@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from trade_migration.trades import REJECT_REASONS, Reject, convert, raw_values
+from trade_migration.core.convert import REJECT_REASONS, Reject, convert, raw_values
 
 T = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 M = datetime(2026, 1, 2, 3, 4, 4, tzinfo=UTC)

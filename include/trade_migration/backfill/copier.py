@@ -1,0 +1,239 @@
+"""Backfill one token range: paged scan, convert, write with the source write time, checkpoint.
+
+Every page is checkpointed in the ledger once its writes (and all earlier ones) are acknowledged,
+so a retry or a rerun resumes where the range stopped. Writes carry USING TIMESTAMP of the
+source row's newest write, so a backfill can never overwrite a newer dual-write or correction.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from cassandra import OperationTimedOut, ReadFailure, ReadTimeout
+from cassandra.cluster import Session
+from cassandra.query import BatchStatement, BatchType
+
+from trade_migration.core.config import Config
+from trade_migration.core.convert import Reject, convert, raw_values
+from trade_migration.core.prepared import prepared
+from trade_migration.core.symbols import load_symbol_ids
+from trade_migration.core.writes import TRANSIENT as TRANSIENT_ERRORS
+from trade_migration.core.writes import BoundedWriter
+from trade_migration.state.ledger import DONE, FAILED, Ledger, RangeState, now, within
+from trade_migration.statements.rejected_trades import reject_insert
+from trade_migration.statements.settled_trades import scan_settled
+from trade_migration.statements.user_trades import insert_user_trade
+
+log = logging.getLogger(__name__)
+WRITETIME_AT = 15  # first WRITETIME column in a scanned row: token + 14 settled columns
+SCAN_TIMEOUTS = (ReadTimeout, ReadFailure, OperationTimedOut)
+
+
+class RangeTimeout(RuntimeError):
+    """A page of a range timed out; the range is re-split before its next attempt."""
+
+
+@dataclass(frozen=True)
+class Options:
+    fetch_size: int = 1000
+    max_in_flight: int = 128
+    rows_per_second: float = 0.0      # source rows per second for this process; 0 = unlimited
+    page_timeout: float = 60.0        # client-side seconds per page request
+    progress_every: float = 30.0      # seconds between progress log lines
+    batch_rows: int = 50              # most rows of one partition in one unlogged batch
+    bypass_cache: bool = False        # ScyllaDB: scans do not evict the live working set
+    source: str = "backfill"
+
+
+@dataclass
+class Totals:
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_rejected: int = 0
+    ranges_done: int = 0
+    tokens_done: int = 0
+    tokens_total: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def line(self) -> str:
+        took = max(time.monotonic() - self.started, 1e-6)
+        rate = self.rows_read / took
+        frac = self.tokens_done / self.tokens_total if self.tokens_total else 1.0
+        eta = took * (1 - frac) / frac if frac > 0 else float("inf")
+        return (f"{self.rows_read:,} read, {self.rows_written:,} written, {self.rows_rejected:,} rejected,"
+                f" {rate:,.0f} rows/s, {frac:.1%} of tokens, ETA {eta:,.0f}s")
+
+
+def submit_by_partition(writer: BoundedWriter, insert, by_partition: dict, group, *, batch_rows: int,
+                        consistency: int) -> None:
+    """One request per user_trades partition: a single insert, or unlogged batches of up to
+    batch_rows rows of that partition (one replica set, one mutation; market makers gain most)."""
+    for params in by_partition.values():
+        if len(params) == 1:
+            writer.submit(insert, params[0], group)
+            continue
+        for i in range(0, len(params), batch_rows):
+            batch = BatchStatement(BatchType.UNLOGGED, consistency_level=consistency)
+            for p in params[i:i + batch_rows]:
+                batch.add(insert, p)
+            writer.submit(batch, None, group)
+
+
+class _Page:
+    """A page's write group: once acknowledged, the checkpoint and the counts up to it."""
+    __slots__ = ("checkpoint", "read", "written", "rejected")
+
+    def __init__(self) -> None:
+        self.checkpoint, self.read, self.written, self.rejected = None, 0, 0, 0
+
+
+class RangeCopier:
+    """Copies ranges for one task; symbols and prepared statements are loaded once."""
+
+    def __init__(self, session: Session, config: Config, ledger: Ledger, options: Options = Options()):
+        self.session, self.config, self.ledger, self.opt = session, config, ledger, options
+        ks = config.keyspace
+        self.scan = prepared(session, scan_settled(ks, bypass_cache=options.bypass_cache),
+                             consistency=config.read_cl, fetch_size=options.fetch_size)
+        self.insert = prepared(session, insert_user_trade(ks), consistency=config.write_cl)
+        self.reject = prepared(session, reject_insert(ks), consistency=config.write_cl)
+        self.symbol_ids = load_symbol_ids(session, ks)
+        self.totals = Totals()
+        self._last_log = time.monotonic()
+
+    def copy(self, rs: RangeState) -> RangeState:
+        """Copy (checkpoint, end] of one range; the ledger row ends done, or failed with the error."""
+        self.ledger.start(rs)
+        try:
+            self._copy(rs)
+        except SCAN_TIMEOUTS as exc:
+            self.ledger.finish(rs, FAILED, error=f"timeout: {exc}", resplit=True)
+            raise RangeTimeout(f"range {rs.label} timed out at token {rs.resume_from}; it will be"
+                               f" re-split on the next attempt") from exc
+        except Exception as exc:
+            self.ledger.finish(rs, FAILED, error=f"{type(exc).__name__}: {exc}"[:2000])
+            raise
+        self.ledger.finish(rs, DONE)
+        self.totals.ranges_done += 1
+        return rs
+
+    def _copy(self, rs: RangeState) -> None:
+        writer = BoundedWriter(self.session, self.opt.max_in_flight)
+        start = rs.resume_from
+        future = self.session.execute_async(self.scan, (start, rs.range_end), timeout=self.opt.page_timeout)
+        began, read_at_start = time.monotonic(), self.totals.rows_read
+        carry = (0, 0, 0)   # counts of rows after the last checkpoint, not yet in a group
+        while True:
+            rows = future.result().current_rows
+            more = future.has_more_pages
+            if more:
+                future.start_fetching_next_page()   # read ahead while this page is written
+            carry = self._write_page(rs, rows, writer, carry, final=not more)
+            self._settle(rs, writer.completed())
+            self._throttle(self.totals.rows_read - read_at_start, began)
+            self._progress()
+            if not more:
+                break
+        self._settle(rs, writer.drain())
+
+    def _write_page(self, rs: RangeState, rows, writer: BoundedWriter, carry: tuple, final: bool) -> tuple:
+        """Submit a page's writes as one group that, once acknowledged, moves the checkpoint.
+
+        Rows sharing the page's last token may continue on the next page, so the checkpoint
+        stops just before that token and their counts carry over to the next group; a resumed
+        scan re-reads them (writes are idempotent). Returns the counts carried over.
+        """
+        read, written, rejected = carry
+        tail_token, tail_rows = None, carry
+        group = _Page()
+        writer.open_group(group)
+        symbol_ids = self.symbol_ids
+        by_partition: dict[tuple, list] = {}
+        for row in rows:
+            token = row[0]
+            if token != tail_token:
+                tail_token, tail_rows = token, (read, written, rejected)
+            trade = row[1:WRITETIME_AT]
+            stamps = [w for w in row[WRITETIME_AT:] if w is not None]
+            writetime = max(stamps) if stamps else 0
+            out = convert(trade, symbol_ids)
+            read += 1
+            if isinstance(out, Reject):
+                writer.submit(self.reject, (trade[0], token, out.reason, raw_values(trade),
+                                            self.opt.source, now()), group)
+                rejected += 1
+                continue
+            for urow in out:
+                by_partition.setdefault((urow[0], urow[1]), []).append((*urow, writetime))
+            written += 2
+        submit_by_partition(writer, self.insert, by_partition, group,
+                            batch_rows=self.opt.batch_rows, consistency=self.config.write_cl)
+        self.totals.rows_read += read - carry[0]
+        self.totals.rows_written += written - carry[1]
+        self.totals.rows_rejected += rejected - carry[2]
+        if final:
+            group.checkpoint, group.read, group.written, group.rejected = rs.range_end, read, written, rejected
+            carry = (0, 0, 0)
+        elif tail_token is not None and tail_rows != carry:
+            group.checkpoint = tail_token - 1
+            group.read, group.written, group.rejected = tail_rows
+            carry = (read - tail_rows[0], written - tail_rows[1], rejected - tail_rows[2])
+        else:
+            carry = (read, written, rejected)   # the whole page shares one token
+        writer.close_group(group)
+        return carry
+
+    def _settle(self, rs: RangeState, groups: list) -> None:
+        for page in groups:
+            if page.checkpoint is None:
+                continue
+            self.totals.tokens_done += page.checkpoint - rs.resume_from
+            rs.rows_read += page.read
+            rs.rows_written += page.written
+            rs.rows_rejected += page.rejected
+            rs.checkpoint = page.checkpoint
+            self.ledger.checkpoint(rs)
+
+    def _throttle(self, rows: int, began: float) -> None:
+        if self.opt.rows_per_second > 0:
+            ahead = rows / self.opt.rows_per_second - (time.monotonic() - began)
+            if ahead > 0:
+                time.sleep(ahead)
+
+    def _progress(self) -> None:
+        if time.monotonic() - self._last_log >= self.opt.progress_every:
+            self._last_log = time.monotonic()
+            log.info("progress: %s", self.totals.line())
+
+def run_batch(session: Session, config: Config, backfill_id: str, spans: list, options: Options = Options(),
+              *, resplit_pieces: int = 4) -> dict:
+    """Run every unfinished ledger range inside `spans` (one mapped task's work).
+
+    A range flagged after a timeout is re-split first. A failing range does not stop the others;
+    the first failure is raised at the end so the task retries only what is left.
+    """
+    ledger = Ledger(session, config, backfill_id)
+    states = within(ledger.load(), spans)
+    work: list[RangeState] = []
+    for rs in states:
+        if rs.status == DONE:
+            continue
+        work += ledger.resplit(rs, resplit_pieces) if rs.resplit else [rs]
+    copier = RangeCopier(session, config, ledger, options)
+    copier.totals.tokens_total = sum(rs.range_end - rs.resume_from for rs in work)
+    if not work:
+        log.info("all %d ranges of this batch are already done: nothing to write", len(states))
+    failures = []
+    for rs in work:
+        try:
+            copier.copy(rs)
+        except (RangeTimeout, *SCAN_TIMEOUTS, *TRANSIENT_ERRORS) as exc:
+            log.warning("range %s failed (%s); continuing with the others", rs.label, exc)
+            failures.append(exc)
+    log.info("batch finished: %s", copier.totals.line())
+    if failures:
+        raise failures[0]
+    t = copier.totals
+    return {"ranges": len(work), "rows_read": t.rows_read, "rows_written": t.rows_written,
+            "rows_rejected": t.rows_rejected}

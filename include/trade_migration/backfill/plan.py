@@ -1,0 +1,95 @@
+"""Planning a backfill run: the ledger's ranges, grouped into batches for the mapped tasks."""
+from __future__ import annotations
+
+import logging
+
+from cassandra.cluster import Session
+
+from trade_migration.core import tokens
+from trade_migration.core.config import LEGACY_TABLE, Config, ConfigError
+from trade_migration.core.tokens import TokenRange
+from trade_migration.state.ledger import DONE, Ledger, RangeState
+from trade_migration.statements.rejected_trades import reject_insert
+from trade_migration.statements.settled_trades import scan_settled
+from trade_migration.statements.system import SIZE_ESTIMATES
+from trade_migration.statements.user_trades import insert_user_trade
+
+log = logging.getLogger(__name__)
+
+
+def estimated_rows(session: Session, keyspace: str, table: str = LEGACY_TABLE) -> int | None:
+    """The node's own estimate of the table's partitions (system.size_estimates), if any."""
+    try:
+        rows = session.execute(session.prepare(SIZE_ESTIMATES), (keyspace, table))
+    except Exception:  # noqa: BLE001 - estimates are optional (ScyllaDB and old versions differ)
+        return None
+    total = sum(r.partitions_count or 0 for r in rows)
+    return total or None
+
+
+def check_tables(session: Session, keyspace: str) -> None:
+    """Fail fast, before anything is planned: preparing the scan and the writes raises
+    InvalidRequest naming a missing keyspace or table, so no ledger is left for a table that is not there."""
+    for cql in (scan_settled(keyspace), insert_user_trade(keyspace),
+                reject_insert(keyspace)):
+        session.prepare(cql)
+
+
+def ensure_ledger(session: Session, config: Config, ledger: Ledger, splits: int | None) -> list[RangeState]:
+    """Plan the ring into the ledger the first time; later runs reuse the ledger as it is."""
+    check_tables(session, config.keyspace)
+    states = ledger.load()
+    if states:
+        if splits is not None and splits != len([s for s in states if s.parent_start is None]):
+            log.warning("backfill %s already has a ledger of %d ranges; the splits Param (%d) applies"
+                        " only to a new backfill_id", ledger.backfill_id, len(states), splits)
+        return states
+    ring = tokens.ring_tokens(session)
+    if splits is None:
+        splits = tokens.default_splits(estimated_rows(session, config.keyspace), len(tokens.cluster_ranges(ring)))
+    ranges = tokens.split_ring(ring, splits)
+    tokens.check_coverage(ranges)
+    ledger.plan(ranges)
+    log.info("planned %d token ranges aligned to %d cluster ranges", len(ranges), len(tokens.cluster_ranges(ring)))
+    return ledger.load()
+
+
+def select(states: list[RangeState], ledger: Ledger, only: list[str] | None) -> list[RangeState]:
+    """The ranges to run: every unfinished leaf (default), or exactly the ranges listed.
+
+    `only` holds range labels "(start, end]" or start tokens; a listed range that is done runs
+    again from its first token; an unknown one is an error that names the valid form.
+    """
+    work = [s for s in states if s.status != DONE]
+    if not only:
+        return work
+    by_start = {s.range_start: s for s in states}
+    by_label = {s.label: s for s in states}
+    chosen = []
+    for item in only:
+        item = str(item).strip()
+        rs = by_label.get(item)
+        if rs is None:
+            try:
+                rs = by_start.get(int(item))
+            except ValueError:
+                rs = None
+        if rs is None:
+            raise ConfigError(f"range {item!r} is not in backfill {ledger.backfill_id!r}; give a label like"
+                              f" '(start, end]' or a range_start from the ledger")
+        chosen.append(rs)
+    ledger.reset([rs for rs in chosen if rs.status == DONE])
+    return chosen
+
+
+def to_batches(work: list[RangeState], count: int, *, seed: str) -> list[dict]:
+    """JSON-ready batches for task mapping: a label naming the token span, and its ranges."""
+    out = []
+    for group in tokens.batches([w.token_range for w in work], count, seed=seed):
+        label = group[0].label if len(group) == 1 else f"({group[0].start}, {group[-1].end}] x{len(group)}"
+        out.append({"label": label, "ranges": [[r.start, r.end] for r in group]})
+    return out
+
+
+def spans(batch: dict) -> list[TokenRange]:
+    return [TokenRange(int(a), int(b)) for a, b in batch["ranges"]]

@@ -1,0 +1,133 @@
+"""The person's part of the cleanup: what they read before deciding, and what their answer means.
+
+The answer comes from Airflow's ApprovalOperator as a plain dict (chosen_options,
+responded_by_user, responded_at, timedout); only an Approve given by a named person lets the
+archive and the drop run. A Reject, the timeout default, or an approval task marked successful
+by hand (no answer at all) all stop them, and every answer is audited with who and when.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from cassandra.cluster import Session
+
+from trade_migration.core.config import LEGACY_TABLE, TARGET_TABLE, Config
+from trade_migration.state import phases
+
+APPROVE, REJECT = "Approve", "Reject"   # the ApprovalOperator's fixed options
+APPROVED, REJECTED, REJECTED_BY_DEFAULT = "approved", "rejected", "rejected by default"
+
+
+class NotApproved(phases.PhaseOrderError):
+    """The archive or drop was reached without a person's Approve; nothing was archived or dropped."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    choice: str | None        # Approve / Reject; None when the approval task never answered
+    user: str | None          # who answered; None when the timeout default chose
+    user_id: str | None
+    at: datetime | None
+    timed_out: bool = False
+
+    @classmethod
+    def from_response(cls, response: Mapping | None) -> Decision:
+        if not response:
+            return cls(None, None, None, None)
+        chosen = list(response.get("chosen_options") or [])
+        by = response.get("responded_by_user") or {}
+        at = response.get("responded_at")
+        if isinstance(at, str):
+            at = datetime.fromisoformat(at)
+        if at is not None and at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        return cls(chosen[0] if len(chosen) == 1 else None, by.get("name"), by.get("id"), at,
+                   bool(response.get("timedout")) or not by)
+
+    @property
+    def approved(self) -> bool:
+        return self.choice == APPROVE and bool(self.user) and not self.timed_out
+
+    @property
+    def action(self) -> str:
+        return APPROVED if self.approved else REJECTED_BY_DEFAULT if self.timed_out else REJECTED
+
+    def line(self) -> str:
+        if self.choice is None:
+            return "no answer recorded by the approval task"
+        who = f"by {self.user}" if self.user and not self.timed_out else "by default (no answer before the timeout)"
+        return f"{self.choice} {who}" + (f" at {self.at:%Y-%m-%d %H:%M:%S} UTC" if self.at else "")
+
+
+def record_decision(session: Session, config: Config, decision: Decision, *, run_id: str) -> None:
+    """Audit who decided and when, Approve or Reject, from the task that received the answer."""
+    phases.State(session, config).audit(
+        phases.CLEANUP, decision.action, actor=decision.user or "airflow (timeout)", reason=decision.line(),
+        details={"run_id": run_id, "choice": decision.choice, "user_id": decision.user_id,
+                 "responded_at": decision.at, "timed_out": decision.timed_out})
+
+
+def require_approval(response: Mapping | None) -> Decision:
+    """The decision if a person chose Approve; else NotApproved."""
+    decision = Decision.from_response(response)
+    if not decision.approved:
+        raise NotApproved(f"dropping {LEGACY_TABLE} needs a person's Approve in the approval task;"
+                          f" found: {decision.line()}. Nothing was archived or dropped.")
+    return decision
+
+
+# --- what the approver reads ---------------------------------------------------------------------
+def _cell(value) -> str:
+    return str("" if value is None else value).replace("|", "\\|").replace("\n", " ")
+
+
+def _n(value) -> str:
+    return f"{value:,}" if isinstance(value, int) else _cell(value)
+
+
+def _duration(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    return (f"{seconds // 3600} h" if seconds % 3600 == 0
+            else f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s")
+
+
+def body(report: dict, counts: dict, *, archive_dir: str | None, skip_archive_reason: str = "",
+         run_id: str, response_timeout: timedelta) -> str:
+    """The Markdown shown in the approval task: gates, row counts, parity history, the archive."""
+    ks = report["keyspace"]
+    lines = [f"## Drop `{ks}.{LEGACY_TABLE}`?", "",
+             f"Every cleanup gate passes (checked {report['checked_at'][:16].replace('T', ' ')} UTC)."
+             f" **Approve** archives the table and then drops it; this cannot be undone."
+             f" **Reject** leaves everything as it is, and is chosen by default after {_duration(response_timeout)}"
+             f" without an answer.", "", "### Gates", "", "| gate | result | numbers |", "|---|---|---|"]
+    lines += [f"| {g['name']} | {'pass' if g['passed'] else '**FAIL**'} | {_cell(g['detail'])} |"
+              for g in report["gates"]]
+    rejects = next(g for g in report["gates"] if g["name"] == "rejects")["numbers"]["count"]
+    settled, target = counts[LEGACY_TABLE], counts[TARGET_TABLE]
+    lines += ["", f"### Row counts ({counts['ranges']} token ranges, counted in parallel)", "",
+              "| table | rows |", "|---|---|",
+              f"| {LEGACY_TABLE} | {_n(settled)} |", f"| {TARGET_TABLE} | {_n(target)} |",
+              f"| rejected_trades | {_n(rejects)} |", "",
+              f"{_n(settled)} settled trades less {_n(rejects)} rejected make {_n(2 * (settled - rejects))}"
+              f" {TARGET_TABLE} rows (one per side); {TARGET_TABLE} also holds the trades settled since"
+              f" dual_write became new_only."]
+    history = next(g for g in report["gates"] if g["name"] == "parity")["numbers"]["history"]
+    lines += ["", "### Parity history (newest first)", "",
+              "| started (UTC) | run | mode | status | ranges | rows checked"
+              " | missing | mismatched | orphans | repaired |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {_cell(h['started_at'])[:16].replace('T', ' ')} | {_cell(h['run_id'])} | {_cell(h['mode'])}"
+              f" | {_cell(h['status'])} | {_cell(h['ranges_checked'])}/{_cell(h['ranges_total'])}"
+              f" | {_n(h['rows_checked'])} | {_n(h['missing'])} | {_n(h['mismatched'])} | {_n(h['orphans'])}"
+              f" | {_n(h['repaired'])} |" for h in history]
+    lines += ["", "### Archive", ""]
+    if skip_archive_reason.strip():
+        lines.append(f"**No archive**: the run opted out because: {_cell(skip_archive_reason.strip())}")
+    else:
+        lines.append(f"Before the drop, `{ks}.{LEGACY_TABLE}` is written to Parquet under `{archive_dir}`"
+                     f" (one file per token range, each file's row count checked against the table;"
+                     f" manifest.json lists them). The drop runs only if every count matches.")
+    lines += ["", f"Run `{run_id}`."]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Phase 1: apply schema/ and prove the live user_trades is the contract's table."""

@@ -1,0 +1,103 @@
+"""Apply schema/ idempotently and check that the live user_trades is the contract's table."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from cassandra.cluster import Session
+
+from trade_migration.core.config import TARGET_TABLE, Config
+
+# The package data: a link to schema/ at the repository root, so the DDL has one home.
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schema"
+
+
+class SchemaDriftError(RuntimeError):
+    """The live table differs from the expected definition; going on would write wrong rows."""
+
+
+def _replication_literal(replication: dict) -> str:
+    parts = [f"'{k}': '{v}'" if k == "class" else f"'{k}': {v}" for k, v in replication.items()]
+    return "{" + ", ".join(parts) + "}"
+
+
+def statements_from_files(config: Config, schema_dir: Path = SCHEMA_DIR) -> list[str]:
+    """Every DDL statement in schema/*.cql, in file order, with the keyspace filled in."""
+    out = []
+    for path in sorted(schema_dir.glob("*.cql")):
+        text = Template(path.read_text()).substitute(
+            keyspace=config.keyspace, replication=_replication_literal(config.replication))
+        text = "\n".join(line.split("--", 1)[0] for line in text.splitlines())
+        out += [s.strip() for s in text.split(";") if s.strip()]
+    return out
+
+
+def apply(session: Session, config: Config, *, agreement_timeout: float = 60.0) -> int:
+    """Run every CREATE ... IF NOT EXISTS and wait for schema agreement; returns statements run."""
+    stmts = statements_from_files(config)
+    for stmt in stmts:
+        session.execute(stmt, timeout=120)
+    if not session.wait_for_schema_agreement(wait_time=agreement_timeout):
+        raise SchemaDriftError(f"schema agreement not reached within {agreement_timeout}s")
+    return len(stmts)
+
+
+@dataclass(frozen=True)
+class TableShape:
+    columns: dict[str, str]
+    partition_key: tuple[str, ...]
+    clustering: tuple[tuple[str, str], ...]  # (column, ASC|DESC)
+
+    def diff(self, live: TableShape) -> list[str]:
+        lines = []
+        for name, typ in self.columns.items():
+            if name not in live.columns:
+                lines.append(f"column {name}: expected {typ}, missing")
+            elif live.columns[name] != typ:
+                lines.append(f"column {name}: expected {typ}, found {live.columns[name]}")
+        lines += [f"column {n}: unexpected ({t})" for n, t in live.columns.items() if n not in self.columns]
+        if self.partition_key != live.partition_key:
+            lines.append(f"partition key: expected {self.partition_key}, found {live.partition_key}")
+        if self.clustering != live.clustering:
+            lines.append(f"clustering: expected {self.clustering}, found {live.clustering}")
+        return lines
+
+
+def expected_user_trades(schema_dir: Path = SCHEMA_DIR) -> TableShape:
+    """Parse the contract's CREATE TABLE (schema/02_user_trades.cql): one source of truth."""
+    text = "\n".join(ln.split("--", 1)[0] for ln in (schema_dir / "02_user_trades.cql").read_text().splitlines())
+    body = text[text.index("(") + 1:]
+    columns = dict(re.findall(r"^\s*([a-z_]+)\s+([a-z]+)\s*,\s*$", body, re.M))
+    pk = re.search(r"PRIMARY KEY\s*\(\(([^)]*)\)\s*,([^)]*)\)", body)
+    partition = tuple(c.strip() for c in pk.group(1).split(","))
+    order = dict((c, d.upper()) for c, d in re.findall(r"(\w+)\s+(ASC|DESC)", text.split("CLUSTERING ORDER BY")[1]))
+    clustering = tuple((c.strip(), order.get(c.strip(), "ASC")) for c in pk.group(2).split(","))
+    return TableShape(columns, partition, clustering)
+
+
+def live_shape(session: Session, keyspace: str, table: str = TARGET_TABLE) -> TableShape | None:
+    cluster = session.cluster
+    cluster.refresh_schema_metadata()
+    ks = cluster.metadata.keyspaces.get(keyspace)
+    meta = ks.tables.get(table) if ks else None
+    if meta is None:
+        return None
+    return TableShape(
+        columns={name: col.cql_type for name, col in meta.columns.items()},
+        partition_key=tuple(c.name for c in meta.partition_key),
+        clustering=tuple((c.name, "DESC" if c.is_reversed else "ASC") for c in meta.clustering_key),
+    )
+
+
+def verify_user_trades(session: Session, config: Config) -> TableShape:
+    """Raise SchemaDriftError with a readable diff unless user_trades matches the contract."""
+    live = live_shape(session, config.keyspace)
+    if live is None:
+        raise SchemaDriftError(f"{config.keyspace}.{TARGET_TABLE} does not exist")
+    problems = expected_user_trades().diff(live)
+    if problems:
+        raise SchemaDriftError(f"{config.keyspace}.{TARGET_TABLE} differs from the contract:\n  - "
+                               + "\n  - ".join(problems))
+    return live

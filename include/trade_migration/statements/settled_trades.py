@@ -1,0 +1,57 @@
+"""settled_trades: the backfill's and the verification's scans, lookups, the old read path."""
+from __future__ import annotations
+
+from trade_migration.core.model import SETTLED_COLUMNS
+from trade_migration.statements.text import column_list, in_keyspace, markers, writetimes
+
+# The source row's write time is the newest write to any of its regular columns.
+_WRITETIME_COLUMNS = SETTLED_COLUMNS[1:]
+_SCANNED = "token(trade_id), " + column_list(SETTLED_COLUMNS) + ", " + writetimes(_WRITETIME_COLUMNS)
+
+
+def scan_settled(keyspace: str, *, bypass_cache: bool = False) -> str:
+    """Token-range scan of settled_trades: the row, its token and write times."""
+    tail = " BYPASS CACHE" if bypass_cache else ""
+    return in_keyspace("SELECT " + _SCANNED + " FROM {ks}.settled_trades WHERE token(trade_id) > ?"
+                       " AND token(trade_id) <= ?" + tail, keyspace)
+
+
+def select_settled(keyspace: str) -> str:
+    """One trade by id, shaped like a scan_settled row."""
+    return in_keyspace("SELECT " + _SCANNED + " FROM {ks}.settled_trades WHERE trade_id = ?", keyspace)
+
+
+def scan_settled_times(keyspace: str) -> str:
+    """Only trade_id and settled_at by token range: a sampled parity run picks the last day's
+    trades from these client-side (no ALLOW FILTERING), then reads just those in full."""
+    return in_keyspace("SELECT token(trade_id), trade_id, settled_at FROM {ks}.settled_trades"
+                       " WHERE token(trade_id) > ? AND token(trade_id) <= ?", keyspace)
+
+
+def count_settled_range(keyspace: str) -> str:
+    return in_keyspace("SELECT count(*) FROM {ks}.settled_trades WHERE token(trade_id) > ?"
+                       " AND token(trade_id) <= ?", keyspace)
+
+
+def insert_settled(keyspace: str) -> str:
+    """The settlement itself (the reference writer)."""
+    return in_keyspace("INSERT INTO {ks}.settled_trades (" + column_list(SETTLED_COLUMNS) + ") VALUES ("
+                       + markers(SETTLED_COLUMNS) + ") USING TIMESTAMP ?", keyspace)
+
+
+def old_trades_by_buyer(keyspace: str) -> str:
+    """The old read path, through the buyer index."""
+    return in_keyspace("SELECT " + column_list(SETTLED_COLUMNS) + " FROM {ks}.settled_trades"
+                       " WHERE buyer_user_id = ?", keyspace)
+
+
+def old_trades_by_seller(keyspace: str) -> str:
+    """The old read path, through the seller index."""
+    return in_keyspace("SELECT " + column_list(SETTLED_COLUMNS) + " FROM {ks}.settled_trades"
+                       " WHERE seller_user_id = ?", keyspace)
+
+
+def sample_settled_parties(keyspace: str) -> str:
+    """Who traded what, from a token onwards: the shadow compare's seeded user sample."""
+    return in_keyspace("SELECT buyer_user_id, seller_user_id, symbol FROM {ks}.settled_trades"
+                       " WHERE token(trade_id) > ? LIMIT ?", keyspace)

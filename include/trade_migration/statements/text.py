@@ -1,0 +1,21 @@
+"""How statements are spelled: the keyspace filled in once validated, column and marker lists."""
+from __future__ import annotations
+
+from trade_migration.core.config import identifier
+
+
+def in_keyspace(template: str, keyspace: str) -> str:
+    """template with {ks} replaced by the keyspace, which must be a safe identifier."""
+    return template.format(ks=identifier(keyspace, what="keyspace"))
+
+
+def column_list(cols: tuple[str, ...]) -> str:
+    return ", ".join(cols)
+
+
+def markers(cols: tuple[str, ...]) -> str:
+    return ", ".join("?" for _ in cols)
+
+
+def writetimes(cols: tuple[str, ...]) -> str:
+    return ", ".join(f"WRITETIME({c})" for c in cols)

@@ -1,0 +1,1 @@
+"""The Trade migration page: the state gathered, and rendered as HTML."""

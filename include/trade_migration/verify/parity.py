@@ -1,0 +1,260 @@
+"""A verification run of user_trades against settled_trades, stage by stage.
+
+plan -> survey (per batch: counts, and in a full run digests) -> narrow (where rows must be
+looked at one by one) -> inspect (per batch: row parity both ways, recheck, repair) -> conclude
+(totals, status) -> record (the parity_runs row). Every stage takes and returns JSON-ready
+values, so the DAG maps them over token-range batches and run_all() chains them in one process.
+
+A full run compares digests first and looks rows up only where they differ: a key lookup costs
+ten to thirty times a scanned row, and looking up every row would make verification several
+times slower than the backfill it checks. A sampled run looks up every row of a seeded share of
+the ranges, both ways, and every trade settled in the last 24 hours.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from cassandra.cluster import Session
+
+from trade_migration.backfill import plan as backfill_plan
+from trade_migration.core import tokens
+from trade_migration.core.config import Config, ConfigError
+from trade_migration.core.prepared import prepared
+from trade_migration.statements.flags import flag_select
+from trade_migration.statements.parity_runs import parity_insert
+from trade_migration.verify.digests import Digest, buckets_of
+from trade_migration.verify.parity_run import (
+    ALL,
+    CELLS,
+    FULL,
+    MODES,
+    RECENTLY_SETTLED,
+    SAMPLED,
+    Run,
+    Scope,
+    Tally,
+    choose,
+    derive_seed,
+    merge_tallies,
+    micros,
+)
+from trade_migration.verify.row_parity import AT_RUN_START, AT_SOURCE_TIME, KINDS
+from trade_migration.verify.row_parity import inspect as inspect_rows
+from trade_migration.verify.survey import ACTUAL_SOURCE, ACTUAL_TARGET, EXPECTED_SOURCE, EXPECTED_TARGET
+from trade_migration.verify.survey import survey as survey_ranges
+
+log = logging.getLogger(__name__)
+CLEAN, BROKEN, REPAIRED = "clean", "broken", "repaired"
+DUAL_WRITE_FLAG = "dual_write"
+SAMPLED_RANGES = 20   # a sampled run without explicit splits cuts the ring so its share is ~this many ranges
+
+
+class ParityBroken(RuntimeError):
+    """user_trades differs from settled_trades (and repair did not, or may not, fix it)."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """How hard a task works the cluster; the run's facts live in Run."""
+    fetch_size: int = 1000
+    concurrency: int = 128         # lookups in flight
+    count_concurrency: int = 8     # range counts in flight
+    scan_threads: int = 4          # ranges scanned at once by one task
+    page_timeout: float = 60.0
+
+
+# --- plan ---------------------------------------------------------------------------------------
+def plan_run(session: Session, config: Config, *, run_id: str, mode: str, seed: int | None = None,
+             sample_share: float = 0.05, splits: int | None = None, repair: bool = False, narrow: bool = True,
+             report_cap: int = 10_000, recheck_delay: float = 2.0, started_at: datetime | None = None) -> Run:
+    """Fix the run's ranges, sample and start time; nothing is read from the tables yet."""
+    if mode not in MODES:
+        raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
+    ring = tokens.ring_tokens(session)
+    if splits is None:
+        splits = tokens.default_splits(backfill_plan.estimated_rows(session, config.keyspace),
+                                       len(tokens.cluster_ranges(ring)))
+        if mode == SAMPLED:   # a share is only as fine as the ranges it picks from
+            splits = min(tokens.MAX_SPLITS, max(splits, math.ceil(SAMPLED_RANGES / sample_share)))
+    ranges = tuple(tokens.split_ring(ring, splits))
+    tokens.check_coverage(list(ranges))
+    seed = derive_seed(run_id) if seed is None else int(seed)
+    chosen = tuple(range(len(ranges))) if mode == FULL else choose(len(ranges), sample_share, seed)
+    return Run(run_id=run_id, started_us=micros(started_at or datetime.now(UTC)), mode=mode, seed=seed,
+               sample_share=sample_share, ranges=ranges, chosen=chosen, repair=repair, narrow=narrow,
+               report_cap=report_cap, recheck_delay=recheck_delay,
+               dual_write_since_us=dual_write_since(session, config))
+
+
+def dual_write_since(session: Session, config: Config) -> int | None:
+    """When dual writes were turned on (None while off): a difference in a trade written later
+    points at the settlement service's dual write, an older one at the backfill."""
+    row = session.execute(prepared(session, flag_select(config.keyspace), consistency=config.read_cl),
+                          (DUAL_WRITE_FLAG,)).one()
+    if row is None or row.value != "on" or row.changed_at is None:
+        return None
+    return micros(row.changed_at.replace(tzinfo=UTC))
+
+
+def survey_indexes(run: Run) -> list[int]:
+    """A full run counts (and digests) the whole ring; a sampled one counts its chosen ranges only:
+    whole-table totals need every range, which is what a sample avoids."""
+    return list(run.checked_ranges)
+
+
+def batches(run: Run, indexes: list[int], count: int) -> list[dict]:
+    """JSON-ready batches of range indexes for mapped tasks, labelled by their token span."""
+    by_range = {run.ranges[i]: i for i in indexes}
+    out = []
+    for group in tokens.batches(list(by_range), count, seed=str(run.seed)):
+        label = group[0].label if len(group) == 1 else f"({group[0].start}, {group[-1].end}] x{len(group)}"
+        out.append({"label": label, "ranges": [by_range[r] for r in group]})
+    return out
+
+
+# --- survey / narrow / inspect ------------------------------------------------------------------
+def survey(session: Session, config: Config, run: Run, indexes: list[int], options: Options = Options()) -> dict:
+    return survey_ranges(session, config, run, indexes, fetch_size=options.fetch_size,
+                         count_concurrency=options.count_concurrency, scan_threads=options.scan_threads,
+                         page_timeout=options.page_timeout)
+
+
+def narrow(run: Run, surveys: list[dict]) -> Scope:
+    """Which ranges the row-by-row check reads, and how."""
+    if run.mode == SAMPLED:
+        chosen = set(run.chosen)
+        return Scope(forward={i: ALL if i in chosen else RECENTLY_SETTLED for i in range(len(run.ranges))},
+                     reverse={i: ALL for i in run.chosen})
+    if not run.narrow:
+        every = {i: ALL for i in range(len(run.ranges))}
+        return Scope(forward=every, reverse=dict(every))
+    d = {k: Digest() for k in (EXPECTED_TARGET, EXPECTED_SOURCE, ACTUAL_TARGET, ACTUAL_SOURCE)}
+    for s in surveys:
+        for k, data in (s.get("digests") or {}).items():
+            d[k].merge(Digest.from_json(data))
+    dirty_source = d[EXPECTED_SOURCE].differing(d[ACTUAL_SOURCE])
+    dirty_target = d[EXPECTED_TARGET].differing(d[ACTUAL_TARGET])
+    if not dirty_source and not dirty_target:
+        return Scope()
+    scope = Scope()
+    every = frozenset(range(scope.buckets))
+    # A difference always shows on both sides; should one side agree by a hash coincidence,
+    # search all of it rather than miss the difference.
+    dirty_source, dirty_target = frozenset(dirty_source or every), frozenset(dirty_target or every)
+    forward = {i: CELLS for i, r in enumerate(run.ranges) if any(b in dirty_source for b in buckets_of(r))}
+    reverse = {i: CELLS for i, r in enumerate(run.ranges) if any(b in dirty_target for b in buckets_of(r))}
+    log.info("digests differ in %d source and %d target buckets: %d + %d ranges to look at row by row",
+             len(dirty_source), len(dirty_target), len(forward), len(reverse))
+    return Scope(forward, reverse, dirty_source, dirty_target)
+
+
+def inspect(session: Session, config: Config, run: Run, scope: Scope, indexes: list[int],
+            options: Options = Options()) -> dict:
+    checker = inspect_rows(session, config, run, scope, indexes, scan_threads=options.scan_threads,
+                           fetch_size=options.fetch_size, concurrency=options.concurrency,
+                           page_timeout=options.page_timeout)
+    return {
+        "tallies": {str(i): t.to_json() for i, t in checker.tallies.items()},
+        "diffs": [d.to_json() for d in checker.diffs[:run.report_cap]],
+        "rejects": checker.rejects,
+        "rejected_by_reason": dict(checker.reasons),
+    }
+
+
+# --- conclude / record --------------------------------------------------------------------------
+@dataclass
+class Outcome:
+    status: str
+    tallies: dict[int, Tally]
+    total: Tally
+    diffs: list[dict]              # capped at the run's report_cap, ordered
+    rejects: list[dict]            # capped likewise
+    rejected_by_reason: dict
+    counts: dict | None            # whole-table counts (full runs)
+    duration_s: float
+    repaired_how: dict = field(default_factory=dict)
+
+    @property
+    def rows_checked(self) -> int:
+        return self.total.source_rows + self.total.target_rows
+
+    def summary(self) -> dict:
+        t = self.total
+        return {"status": self.status, "rows_checked": self.rows_checked, "source_rows": t.source_rows,
+                "target_rows": t.target_rows, "missing": t.missing, "mismatched": t.mismatched,
+                "orphans": t.orphans, "rejected": t.rejected, "repaired": t.repaired, "late": t.late,
+                "rejected_by_reason": self.rejected_by_reason, "counts": self.counts,
+                "repaired_how": self.repaired_how, "duration_s": round(self.duration_s, 3)}
+
+
+def status_of(total: Tally, repair: bool) -> str:
+    """clean: nothing differs; repaired: everything that differed was rewritten and no orphan is
+    left (orphans are never deleted by a run); broken: anything else."""
+    if total.missing == total.mismatched == total.orphans == 0:
+        return CLEAN
+    if repair and total.orphans == 0 and total.repaired == total.missing + total.mismatched:
+        return REPAIRED
+    return BROKEN
+
+
+def conclude(run: Run, surveys: list[dict], inspections: list[dict], *, finished_at: datetime | None = None) -> Outcome:
+    parts = [*surveys, *inspections]
+    tallies = merge_tallies([p["tallies"] for p in parts])
+    total = Tally()
+    for t in tallies.values():
+        total.add(t)
+    order = {k: n for n, k in enumerate(KINDS)}
+    diffs = sorted((d for p in inspections for d in p["diffs"]),
+                   key=lambda d: (order[d["kind"]], d["trade_id"], str(d["user_id"]), str(d["side"])))
+    reasons: Counter = Counter()
+    for p in parts:
+        reasons.update(p["rejected_by_reason"])
+    finished = micros(finished_at or datetime.now(UTC))
+    return Outcome(
+        status=status_of(total, run.repair), tallies=tallies, total=total, diffs=diffs[:run.report_cap],
+        rejects=sorted((r for p in parts for r in p["rejects"]), key=lambda r: r["trade_id"])[:run.report_cap],
+        rejected_by_reason=dict(sorted(reasons.items())),
+        counts=whole_table_counts(run, total),
+        duration_s=max(0.0, (finished - run.started_us) / 1e6),
+        repaired_how=dict(Counter(d["repair"] for d in diffs if d["repair"] in (AT_SOURCE_TIME, AT_RUN_START))),
+    )
+
+
+def whole_table_counts(run: Run, total: Tally) -> dict | None:
+    """user_trades rows against 2 x convertible settled trades, over the whole ring (full runs).
+
+    Counts include rows written while the run was going, so they are reported, not judged:
+    in a quiet table the difference equals orphans - missing, which the row check explains.
+    """
+    if run.mode != FULL:
+        return None
+    expected = 2 * (total.settled - total.rejected)
+    delta = total.user_trades - expected
+    return {"settled_trades": total.settled, "rejected": total.rejected, "user_trades": total.user_trades,
+            "expected_user_trades": expected, "difference": delta,
+            "explained_by_rows": delta == total.orphans - total.missing}
+
+
+def record(session: Session, config: Config, run: Run, outcome: Outcome, report_path: str | None) -> None:
+    """The run's parity_runs row: what the cleanup gate reads."""
+    t = outcome.total
+    stmt = prepared(session, parity_insert(config.keyspace), consistency=config.write_cl)
+    session.execute(stmt, (run.started_at, run.run_id, run.mode, run.seed, len(run.checked_ranges),
+                           len(run.ranges), outcome.rows_checked, t.missing, t.mismatched, t.orphans,
+                           t.rejected, t.repaired, outcome.status, outcome.duration_s, report_path))
+
+
+def run_all(session: Session, config: Config, run: Run, *, batch_count: int = 1,
+            options: Options = Options()) -> Outcome:
+    """Every stage in this process, batch after batch (tests, benchmarks, the command line)."""
+    surveys = [survey(session, config, run, b["ranges"], options)
+               for b in batches(run, survey_indexes(run), batch_count)]
+    scope = narrow(run, surveys)
+    inspections = [inspect(session, config, run, scope, b["ranges"], options)
+                   for b in batches(run, scope.indexes, batch_count)]
+    return conclude(run, surveys, inspections)
+

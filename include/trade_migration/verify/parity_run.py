@@ -1,0 +1,191 @@
+"""What one verification run checks, fixed when it starts, and the figures it keeps per range.
+
+A Run is plain JSON, handed from the planning task to every mapped task, so all of them agree on
+the ranges, the sample, and the moment that bounds the check: anything written after
+`started_us` belongs to the next run. The seed and the chosen ranges are recorded with the run,
+so a sampled run can be reproduced.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+import os
+import random
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from hashlib import blake2b
+
+from trade_migration.core.config import ConfigError
+from trade_migration.core.tokens import TokenRange, user_trades_token
+from trade_migration.verify.digests import BUCKETS, bucket
+
+FULL, SAMPLED = "full", "sampled"
+MODES = (FULL, SAMPLED)
+RECENT = timedelta(hours=24)   # a sampled run also checks every trade settled this recently
+# How a range is looked at row by row: every row; only trades settled in the last RECENT; only
+# rows in buckets whose digests differ.
+ALL, RECENTLY_SETTLED, CELLS = "all", "recent", "cells"
+
+
+def derive_seed(run_id: str) -> int:
+    """A seed from the run's id (a positive bigint, as parity_runs.seed stores it)."""
+    return int.from_bytes(blake2b(run_id.encode(), digest_size=8).digest(), "big") >> 1
+
+
+def default_mode(run_type: str, env: Mapping[str, str] | None = None) -> str:
+    """The mode of a run started without one. A manual run, or one triggered by a finished
+    backfill, checks everything; the nightly schedule runs TM_NIGHTLY_MODE, sampled unless set:
+    a sample looks every row up by key, so where a full run's digest scan is cheaper (measure
+    with bench/verify_speed.py), set it to full."""
+    if str(run_type) not in ("scheduled", "backfill"):
+        return FULL
+    mode = (os.environ if env is None else env).get("TM_NIGHTLY_MODE", SAMPLED)
+    if mode not in MODES:
+        raise ConfigError(f"TM_NIGHTLY_MODE must be one of {', '.join(MODES)} (got {mode!r})")
+    return mode
+
+
+def choose(total: int, share: float, seed: int) -> tuple[int, ...]:
+    """A seeded share of the range indexes (at least one), in ring order."""
+    if not 0 < share <= 1:
+        raise ValueError(f"sample_share must be in (0, 1], got {share}")
+    k = min(total, max(1, math.ceil(total * share)))
+    return tuple(sorted(random.Random(seed).sample(range(total), k)))
+
+
+def micros(at: datetime) -> int:
+    return int(at.timestamp() * 1_000_000)
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    started_us: int                  # write times after this are out of scope
+    mode: str
+    seed: int
+    sample_share: float
+    ranges: tuple[TokenRange, ...]   # the whole ring, in token order
+    chosen: tuple[int, ...]          # indexes checked row by row in both directions (sampled mode)
+    repair: bool = False
+    narrow: bool = True              # full mode: look rows up only where the digests differ
+    report_cap: int = 10_000
+    recheck_delay: float = 2.0
+    dual_write_since_us: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+
+    @property
+    def started_at(self) -> datetime:
+        return datetime.fromtimestamp(self.started_us / 1_000_000, UTC)
+
+    @cached_property
+    def recent_since(self) -> datetime:
+        """Naive UTC, as the driver returns settled_at."""
+        return (self.started_at - RECENT).replace(tzinfo=None)
+
+    @cached_property
+    def _ends(self) -> list[int]:
+        return [r.end for r in self.ranges]
+
+    def range_index(self, token: int) -> int:
+        return bisect.bisect_left(self._ends, token)
+
+    @property
+    def checked_ranges(self) -> tuple[int, ...]:
+        return tuple(range(len(self.ranges))) if self.mode == FULL else self.chosen
+
+    def to_json(self) -> dict:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["ranges"] = [[r.start, r.end] for r in self.ranges]
+        data["chosen"] = list(self.chosen)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> Run:
+        return cls(**{**data, "ranges": tuple(TokenRange(int(a), int(b)) for a, b in data["ranges"]),
+                      "chosen": tuple(int(i) for i in data["chosen"])})
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which rows the row-by-row check reads: forward by settled_trades range, reverse by
+    user_trades range (range index -> ALL | RECENTLY_SETTLED | CELLS)."""
+    forward: dict[int, str] = field(default_factory=dict)
+    reverse: dict[int, str] = field(default_factory=dict)
+    dirty_source: frozenset[int] = frozenset()    # digest buckets of settled_trades tokens
+    dirty_target: frozenset[int] = frozenset()    # digest buckets of user_trades tokens
+    buckets: int = BUCKETS
+
+    @property
+    def indexes(self) -> list[int]:
+        return sorted(self.forward.keys() | self.reverse.keys())
+
+    def in_cell(self, source_tok: int, target_tok: int) -> bool:
+        return (bucket(source_tok, self.buckets) in self.dirty_source
+                and bucket(target_tok, self.buckets) in self.dirty_target)
+
+    def forward_rows(self, how: str, source_tok: int, rows: tuple) -> tuple:
+        """The expected rows of one trade that this run looks up."""
+        if how != CELLS:
+            return rows
+        return tuple(r for r in rows if self.in_cell(source_tok, user_trades_token(r[0], r[1])))
+
+    def covers(self, run: Run, source_tok: int, settled_at: datetime | None, target_tok: int) -> bool:
+        """Whether the forward check looks this expected row up (then it, not the reverse check,
+        reports a difference in values, so nothing is counted twice)."""
+        how = self.forward.get(run.range_index(source_tok))
+        if how == ALL:
+            return True
+        if how == RECENTLY_SETTLED:
+            return settled_at is not None and settled_at >= run.recent_since
+        if how == CELLS:
+            return self.in_cell(source_tok, target_tok)
+        return False
+
+    def to_json(self) -> dict:
+        return {"forward": {str(k): v for k, v in self.forward.items()},
+                "reverse": {str(k): v for k, v in self.reverse.items()},
+                "dirty_source": sorted(self.dirty_source), "dirty_target": sorted(self.dirty_target),
+                "buckets": self.buckets}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Scope:
+        return cls({int(k): v for k, v in data["forward"].items()},
+                   {int(k): v for k, v in data["reverse"].items()},
+                   frozenset(data["dirty_source"]), frozenset(data["dirty_target"]), data["buckets"])
+
+
+@dataclass
+class Tally:
+    """One range's figures; a run's are the sums over its tasks."""
+    settled: int = 0        # COUNT(*) of settled_trades in the range
+    user_trades: int = 0    # COUNT(*) of user_trades in the range
+    source_rows: int = 0    # settled_trades rows checked
+    target_rows: int = 0    # user_trades rows checked
+    late: int = 0           # rows written after the run started: the next run's
+    rejected: int = 0       # settled trades that cannot be converted (not failures)
+    missing: int = 0
+    mismatched: int = 0
+    orphans: int = 0
+    repaired: int = 0
+
+    def add(self, other: Tally) -> Tally:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def merge_tallies(parts: list[dict]) -> dict[int, Tally]:
+    """{range index: Tally} summed over the tasks' JSON {str(index): fields}."""
+    out: dict[int, Tally] = {}
+    for part in parts:
+        for key, values in part.items():
+            out.setdefault(int(key), Tally()).add(Tally(**values))
+    return out

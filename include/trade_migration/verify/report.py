@@ -1,0 +1,115 @@
+"""A verification run's files: the differences (CSV, capped), the rejects, and a summary with a
+per-range chart (HTML, drawn with pandas' Styler bars: matplotlib is not in the environment).
+
+Files go to $TM_REPORT_DIR/verify/<run id>/ (default ./reports), a folder any later process can
+find from the run id alone (the failure notifier does).
+"""
+from __future__ import annotations
+
+import csv
+import html
+import json
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from trade_migration.verify.parity import Outcome
+from trade_migration.verify.parity_run import SAMPLED, Run
+
+DIFF_COLUMNS = ("kind", "direction", "range", "trade_id", "user_id", "symbol_id", "settled_at", "side",
+                "columns", "expected", "actual", "detail", "source_written_at", "origin", "repair")
+CHART_COLUMNS = ("missing", "mismatched", "orphans", "repaired", "rejected", "late")
+
+
+def report_dir(run_id: str, base: str | os.PathLike | None = None) -> Path:
+    base = Path(base or os.environ.get("TM_REPORT_DIR") or "reports")
+    return base / "verify" / re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+
+
+def origin(run: Run, written_us: int | None) -> str:
+    """Whether the trade was written while dual writes were on (a dual-write failure) or before (the backfill's)."""
+    if written_us is None or run.dual_write_since_us is None:
+        return ""
+    return "dual_write" if written_us >= run.dual_write_since_us else "backfill"
+
+
+def _when(us: int | None) -> str:
+    return datetime.fromtimestamp(us / 1e6, UTC).isoformat() if us else ""
+
+
+def write(run: Run, outcome: Outcome, directory: Path | None = None) -> dict[str, Path]:
+    """Write every file of the run's report; returns their paths."""
+    folder = Path(directory or report_dir(run.run_id))
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"differences": folder / "differences.csv", "rejected": folder / "rejected.csv",
+             "summary": folder / "summary.json", "chart": folder / "summary.html"}
+    with paths["differences"].open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(DIFF_COLUMNS)
+        for d in outcome.diffs:
+            out.writerow([d["kind"], d["direction"], run.ranges[d["range"]].label, d["trade_id"], d["user_id"],
+                          d["symbol_id"], d["settled_at"], d["side"], ";".join(d["columns"]),
+                          json.dumps(d["expected"], sort_keys=True), json.dumps(d["actual"], sort_keys=True),
+                          d["detail"], _when(d["source_written_us"]), origin(run, d["source_written_us"]),
+                          d["repair"]])
+    with paths["rejected"].open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(("trade_id", "range", "reason"))
+        for r in outcome.rejects:
+            out.writerow((r["trade_id"], run.ranges[r["range"]].label, r["reason"]))
+    facts = run_facts(run)
+    summary = {**facts, **outcome.summary(), "capped_at": run.report_cap,
+               "files": {k: str(p) for k, p in paths.items()}}
+    paths["summary"].write_text(json.dumps(summary, indent=2, default=str))
+    paths["chart"].write_text(summary_html(run, outcome, summary))
+    return paths
+
+
+def run_facts(run: Run) -> dict:
+    """What is needed to reproduce the run: mode, seed, share, the ranges and which were chosen."""
+    return {"run_id": run.run_id, "mode": run.mode, "started_at": run.started_at.isoformat(), "seed": run.seed,
+            "sample_share": run.sample_share if run.mode == SAMPLED else None, "splits": len(run.ranges),
+            "chosen_ranges": [run.ranges[i].label for i in run.chosen] if run.mode == SAMPLED else "all",
+            "recent_since": run.recent_since.isoformat() + "Z" if run.mode == SAMPLED else None,
+            "repair": run.repair, "narrowed_by_digests": run.narrow,
+            "dual_write_since": _when(run.dual_write_since_us) or None}
+
+
+def per_range(run: Run, outcome: Outcome) -> pd.DataFrame:
+    rows = [{"range": run.ranges[i].label, "settled_trades": t.settled, "user_trades": t.user_trades,
+             "source_rows_checked": t.source_rows, "target_rows_checked": t.target_rows,
+             **{c: getattr(t, c) for c in CHART_COLUMNS}}
+            for i, t in sorted(outcome.tallies.items())]
+    return pd.DataFrame(rows).set_index("range") if rows else pd.DataFrame()
+
+
+def summary_html(run: Run, outcome: Outcome, summary: dict) -> str:
+    frame = per_range(run, outcome)
+    if frame.empty:
+        table = "<p>No range was read.</p>"
+    else:
+        style = frame.style.set_caption("Per token range: rows counted and differences found"
+                                        " (each column's bars scale to its largest value)")
+        for column in frame.columns:
+            color = "#e07b7b" if column in CHART_COLUMNS else "#9ec5e8"
+            style = style.bar(subset=[column], color=color, vmin=0, vmax=max(1, int(frame[column].max())))
+        table = style.to_html()
+    facts = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v, default=str))}</td></tr>"
+                    for k, v in summary.items() if k not in ("chosen_ranges", "files"))
+    files = "".join(f"<li>{html.escape(k)}: {html.escape(str(p))}</li>" for k, p in summary["files"].items())
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>user_trades parity {html.escape(run.run_id)}"
+            f"</title><style>body{{font-family:sans-serif}} td,th{{padding:2px 8px;text-align:right}}</style>"
+            f"</head><body><h1>user_trades parity: {html.escape(outcome.status)}</h1>"
+            f"<table>{facts}</table><ul>{files}</ul>{table}</body></html>")
+
+
+def format_summary(run: Run, outcome: Outcome) -> str:
+    """One log line."""
+    s = outcome.summary()
+    return (f"parity {s['status']} ({run.mode}, seed {run.seed}, {len(run.checked_ranges)}/{len(run.ranges)} ranges):"
+            f" {s['rows_checked']:,} rows checked, missing {s['missing']}, mismatched {s['mismatched']},"
+            f" orphans {s['orphans']}, rejected {s['rejected']}, repaired {s['repaired']},"
+            f" written during the run {s['late']}, {s['duration_s']}s")

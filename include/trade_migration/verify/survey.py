@@ -1,0 +1,135 @@
+"""The first pass over a batch of token ranges: row counts of both tables and, in a full run,
+the digests of what user_trades should hold and of what it holds.
+
+Counts run alongside the scans; both scans read each row once and look nothing up, so a clean
+table is verified at scan speed.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+from cassandra.cluster import Session
+
+from trade_migration.core.config import Config
+from trade_migration.core.convert import Reject, convert
+from trade_migration.core.prepared import prepared
+from trade_migration.core.reads import pages
+from trade_migration.core.symbols import load_symbol_ids
+from trade_migration.core.tokens import settled_token, user_trades_token
+from trade_migration.statements.settled_trades import scan_settled
+from trade_migration.statements.user_trades import scan_user_trades_timed
+from trade_migration.verify.counts import range_counts
+from trade_migration.verify.digests import Digest, bucket, row_hash
+from trade_migration.verify.parity_run import FULL, Run, Tally
+
+WRITETIMES_AT = 15        # scan_settled: token, 14 columns, then their write times
+TARGET_WRITETIMES_AT = 14  # scan_user_trades_timed: token, 13 columns, then write times
+EXPECTED_TARGET, EXPECTED_SOURCE, ACTUAL_TARGET, ACTUAL_SOURCE = (
+    "expected_target", "expected_source", "actual_target", "actual_source")
+
+
+def newest(stamps) -> int:
+    """A row's write time: the newest of its columns' (null columns have none)."""
+    return max((s for s in stamps if s is not None), default=0)
+
+
+def survey(session: Session, config: Config, run: Run, indexes: list[int], *, fetch_size: int = 1000,
+           count_concurrency: int = 8, scan_threads: int = 4, page_timeout: float = 60.0) -> dict:
+    """Counts (and in a full, narrowed run the digests) of these ranges, JSON-ready.
+
+    Ranges are scanned by `scan_threads` threads: a scan mostly waits for its next page, so
+    several keep the replicas busy while the client works through the pages it has.
+    """
+    tallies = {i: Tally() for i in indexes}
+    digests = {k: Digest() for k in (EXPECTED_TARGET, EXPECTED_SOURCE, ACTUAL_TARGET, ACTUAL_SOURCE)}
+    rejects: list[dict] = []
+    reasons: Counter = Counter()
+    digesting = run.mode == FULL and run.narrow
+    with ThreadPoolExecutor(max_workers=1 + scan_threads, thread_name_prefix="survey") as pool:
+        counting = pool.submit(range_counts, session, config, [run.ranges[i] for i in indexes],
+                               concurrency=count_concurrency)
+        if digesting:
+            scan = _RangeDigest(session, config, run, fetch_size, page_timeout)
+            for i, part in zip(indexes, pool.map(scan, indexes), strict=True):
+                tallies[i] = part.tally
+                for k, d in part.digests.items():
+                    digests[k].merge(d)
+                rejects += part.rejects
+                reasons.update(part.reasons)
+        for i, (settled, target) in zip(indexes, counting.result(), strict=True):
+            tallies[i].settled, tallies[i].user_trades = settled, target
+    return {
+        "tallies": {str(i): t.to_json() for i, t in tallies.items()},
+        "digests": {k: d.to_json() for k, d in digests.items()} if digesting else None,
+        "rejects": rejects[:run.report_cap],
+        "rejected_by_reason": dict(reasons),
+    }
+
+
+class _Part:
+    """What one range's scans found; merged by the caller, so threads share nothing."""
+
+    def __init__(self) -> None:
+        self.tally = Tally()
+        self.digests = {k: Digest() for k in (EXPECTED_TARGET, EXPECTED_SOURCE, ACTUAL_TARGET, ACTUAL_SOURCE)}
+        self.rejects: list[dict] = []
+        self.reasons: Counter = Counter()
+
+
+class _RangeDigest:
+    """Scans one range of both tables into a _Part."""
+
+    def __init__(self, session, config, run, fetch_size, page_timeout):
+        ks = config.keyspace
+        self.session, self.run, self.timeout = session, run, page_timeout
+        self.scan_source = prepared(session, scan_settled(ks), consistency=config.read_cl,
+                                    fetch_size=fetch_size)
+        self.scan_target = prepared(session, scan_user_trades_timed(ks),
+                                    consistency=config.read_cl, fetch_size=fetch_size)
+        self.symbol_ids = load_symbol_ids(session, ks)
+
+    def __call__(self, i: int) -> _Part:
+        part = _Part()
+        self.settled(i, part)
+        self.user_trades(i, part)
+        return part
+
+    def settled(self, i: int, part: _Part) -> None:
+        """Expected rows: every in-scope trade converted, as the backfill converts it."""
+        rng, tally, t0, symbol_ids = self.run.ranges[i], part.tally, self.run.started_us, self.symbol_ids
+        by_target, by_source = part.digests[EXPECTED_TARGET].add, part.digests[EXPECTED_SOURCE].add
+        for page in pages(self.session, self.scan_source, (rng.start, rng.end), timeout=self.timeout):
+            for row in page:
+                if newest(row[WRITETIMES_AT:]) > t0:
+                    tally.late += 1
+                    continue
+                tally.source_rows += 1
+                trade = tuple(row[1:WRITETIMES_AT])
+                out = convert(trade, symbol_ids)
+                if isinstance(out, Reject):
+                    tally.rejected += 1
+                    part.reasons[out.code] += 1
+                    if len(part.rejects) < self.run.report_cap:
+                        part.rejects.append({"range": i, "trade_id": trade[0], "reason": out.reason})
+                    continue
+                source_bucket = bucket(row[0])
+                for urow in out:
+                    h = row_hash(urow)
+                    by_target(bucket(user_trades_token(urow[0], urow[1])), h)
+                    by_source(source_bucket, h)
+
+    def user_trades(self, i: int, part: _Part) -> None:
+        """Actual rows, each under its own token and under its trade's settled_trades token."""
+        rng, tally, t0 = self.run.ranges[i], part.tally, self.run.started_us
+        by_target, by_source = part.digests[ACTUAL_TARGET].add, part.digests[ACTUAL_SOURCE].add
+        for page in pages(self.session, self.scan_target, (rng.start, rng.end), timeout=self.timeout):
+            for row in page:
+                if newest(row[TARGET_WRITETIMES_AT:]) > t0:
+                    tally.late += 1
+                    continue
+                tally.target_rows += 1
+                urow = tuple(row[1:TARGET_WRITETIMES_AT])
+                h = row_hash(urow)
+                by_target(bucket(row[0]), h)
+                by_source(bucket(settled_token(urow[3])), h)

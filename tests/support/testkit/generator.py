@@ -1,0 +1,196 @@
+"""Realistic, deterministic test data: trading.symbols and N settled trades from a seed.
+
+A few market makers take part in most trades, many small users in the rest; dozens of symbols
+with real-looking scales; self-trades; and every REJECT_PERIOD-th trade breaks one contract rule
+(cycling through trades.REJECT_REASONS), so the reject mix is exact and known in advance.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from cassandra.cluster import Session
+from cassandra.concurrent import execute_concurrent_with_args
+
+from testkit.statements import insert_symbol
+from trade_migration.core.convert import REJECT_REASONS
+from trade_migration.statements.settled_trades import insert_settled
+
+FIRST_TRADE_ID = 10_000_000
+REJECT_PERIOD = 250          # trade i is a reject when i % REJECT_PERIOD == REJECT_OFFSET
+REJECT_OFFSET = 125
+SELF_TRADE_PERIOD = 200      # trade i is a self-trade when i % SELF_TRADE_PERIOD == 17 (and not a reject)
+MARKET_MAKERS = (1, 2, 3, 4, 5)
+UNKNOWN_SYMBOL = "DELISTED_XYZ"
+HISTORY_START = datetime(2026, 5, 1, tzinfo=UTC)
+HISTORY_SPAN = timedelta(days=180)
+
+# (base, quote, reference price, price_scale, qty_scale)
+_MARKETS = [
+    ("BTC", "USDT", 67000, 2, 6), ("ETH", "USDT", 3200, 2, 5), ("SOL", "USDT", 150, 3, 3),
+    ("XRP", "USDT", 0.55, 5, 1), ("ADA", "USDT", 0.45, 5, 1), ("DOGE", "USDT", 0.12, 6, 0),
+    ("DOT", "USDT", 6.5, 4, 2), ("AVAX", "USDT", 28, 3, 2), ("LINK", "USDT", 14, 3, 2),
+    ("LTC", "USDT", 80, 2, 3), ("TRX", "USDT", 0.12, 6, 0), ("ATOM", "USDT", 7.5, 4, 2),
+    ("UNI", "USDT", 9, 3, 2), ("XLM", "USDT", 0.1, 6, 0), ("NEAR", "USDT", 5, 4, 1),
+    ("APT", "USDT", 8, 4, 2), ("ARB", "USDT", 0.8, 4, 1), ("OP", "USDT", 1.8, 4, 1),
+    ("FIL", "USDT", 4.5, 4, 2), ("INJ", "USDT", 22, 3, 2), ("BTC", "USDC", 67010, 2, 6),
+    ("ETH", "USDC", 3201, 2, 5), ("SOL", "USDC", 150.2, 3, 3), ("XRP", "USDC", 0.551, 5, 1),
+    ("ETH", "BTC", 0.0478, 6, 4), ("SOL", "BTC", 0.00224, 8, 2), ("LINK", "BTC", 0.000209, 8, 1),
+    ("LTC", "BTC", 0.00119, 7, 2), ("BNB", "USDT", 580, 2, 3), ("TON", "USDT", 5.2, 4, 2),
+    ("SHIB", "USDT", 0.0000175, 9, 0), ("PEPE", "USDT", 0.0000091, 10, 0), ("AAVE", "USDT", 140, 2, 3),
+    ("MKR", "USDT", 2100, 2, 4), ("SUI", "USDT", 1.1, 4, 1), ("SEI", "USDT", 0.35, 5, 1),
+    ("TIA", "USDT", 6, 4, 2), ("RNDR", "USDT", 7, 4, 2), ("FET", "USDT", 1.3, 4, 1),
+    ("BNB", "BTC", 0.00866, 7, 3),
+]
+
+
+def symbols() -> list[tuple]:
+    """(symbol, symbol_id, base, quote, price_scale, qty_scale) for every market."""
+    return [(f"{b}_{q}", i + 1, b, q, ps, qs) for i, (b, q, _, ps, qs) in enumerate(_MARKETS)]
+
+
+@dataclass
+class Plan:
+    """What a generation run wrote: the numbers tests compare the database against."""
+    trades: int = 0
+    self_trades: int = 0
+    rejects: Counter = field(default_factory=Counter)
+
+    @property
+    def convertible(self) -> int:
+        return self.trades - sum(self.rejects.values())
+
+    @property
+    def user_trade_rows(self) -> int:
+        return 2 * self.convertible
+
+
+def expected_rejects(n: int) -> Counter:
+    """The reject mix of n generated trades, computed without generating them."""
+    out: Counter = Counter()
+    for k in range(len(range(REJECT_OFFSET, n, REJECT_PERIOD))):
+        out[REJECT_REASONS[k % len(REJECT_REASONS)]] += 1
+    return out
+
+
+def _ms(dt: datetime) -> int:
+    return int(dt.timestamp() * 1000)
+
+
+def trades(n: int, seed: int, *, first_id: int = FIRST_TRADE_ID, start: datetime = HISTORY_START,
+           span: timedelta = HISTORY_SPAN, plan: Plan | None = None):
+    """Yield (settled_trades row tuple in SETTLED_COLUMNS order, write time in microseconds)."""
+    rng = random.Random(seed)
+    markets = [(f"{b}_{q}", ref, ps, qs) for b, q, ref, ps, qs in _MARKETS]
+    weights = [1.0 / (k + 1) ** 0.9 for k in range(len(markets))]
+    small_users = max(50, n // 8)
+    step_ms = max(1, int(span.total_seconds() * 1000) // max(n, 1))
+    base_ms = _ms(start)
+    for i in range(n):
+        symbol, ref, pscale, qscale = rng.choices(markets, weights)[0]
+        price = max(1, int(ref * rng.uniform(0.8, 1.2) * 10 ** pscale))
+        quantity = max(1, int(rng.expovariate(1.0) * 10 ** qscale * max(1.0, 100 / max(ref, 1e-9)) ** 0.3))
+        if rng.random() < 0.6:
+            buyer = rng.choice(MARKET_MAKERS)
+            seller = 1000 + int(rng.paretovariate(1.2)) % small_users
+        else:
+            buyer = 1000 + int(rng.paretovariate(1.2)) % small_users
+            seller = rng.choice(MARKET_MAKERS) if rng.random() < 0.5 else 1000 + rng.randrange(small_users)
+        while seller == buyer:   # self-trades only where planned, so the count is exact
+            seller = 1000 + rng.randrange(small_users)
+        if rng.random() < 0.5:
+            buyer, seller = seller, buyer
+        settled_ms = base_ms + i * step_ms + rng.randrange(step_ms)
+        matched_ms = None if rng.random() < 0.01 else settled_ms - rng.randrange(1, 50)
+        trade_id = first_id + i
+        row = [trade_id, trade_id // 8, symbol, price, quantity, buyer, seller,
+               None if rng.random() < 0.005 else trade_id * 2, None if rng.random() < 0.005 else trade_id * 2 + 1,
+               rng.choice(("BUY", "SELL")), None if rng.random() < 0.01 else price * quantity // 10**9,
+               None if rng.random() < 0.01 else price * quantity // 10**9 + 1,
+               datetime.fromtimestamp(matched_ms / 1000, UTC) if matched_ms else None,
+               datetime.fromtimestamp(settled_ms / 1000, UTC)]
+        if i % REJECT_PERIOD == REJECT_OFFSET:
+            code = REJECT_REASONS[(i // REJECT_PERIOD) % len(REJECT_REASONS)]
+            _break(row, code, rng)
+            if plan is not None:
+                plan.rejects[code] += 1
+        elif i % SELF_TRADE_PERIOD == 17:
+            row[6] = row[5]
+            if plan is not None:
+                plan.self_trades += 1
+        if plan is not None:
+            plan.trades += 1
+        yield tuple(row), settled_ms * 1000
+
+
+def _break(row: list, code: str, rng: random.Random) -> None:
+    if code == "unknown_symbol":
+        row[2] = UNKNOWN_SYMBOL
+    elif code == "null_buyer_user_id":
+        row[5] = None
+    elif code == "null_seller_user_id":
+        row[6] = None
+    elif code == "null_settled_at":
+        row[13] = None
+    elif code == "bad_price":
+        row[3] = rng.choice((None, 0, -row[3]))
+    elif code == "bad_quantity":
+        row[4] = rng.choice((None, 0, -row[4]))
+    elif code == "bad_taker_side":
+        row[9] = rng.choice((None, "buy", "", "BOTH"))
+
+
+def write_symbols(session: Session, keyspace: str) -> int:
+    stmt = session.prepare(insert_symbol(keyspace))
+    execute_concurrent_with_args(session, stmt, symbols(), concurrency=32)
+    return len(_MARKETS)
+
+
+def write_trades(session: Session, keyspace: str, n: int, seed: int, *, concurrency: int = 192,
+                 chunk: int = 20_000, **kwargs) -> Plan:
+    """Insert n trades with concurrent prepared writes; returns the Plan of what was written."""
+    stmt = session.prepare(insert_settled(keyspace))
+    plan = Plan()
+    batch: list[tuple] = []
+    for row, writetime in trades(n, seed, plan=plan, **kwargs):
+        batch.append((*row, writetime))
+        if len(batch) >= chunk:
+            _flush(session, stmt, batch, concurrency)
+            batch = []
+    _flush(session, stmt, batch, concurrency)
+    return plan
+
+
+def _flush(session, stmt, batch, concurrency) -> None:
+    for ok, result in execute_concurrent_with_args(session, stmt, batch, concurrency=concurrency,
+                                                   raise_on_first_error=False, results_generator=True):
+        if not ok:
+            raise RuntimeError(f"generator write failed: {result}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from trade_migration.core.config import Config
+    from trade_migration.core.session import connect
+    from trade_migration.create_table.schema import apply
+
+    parser = argparse.ArgumentParser(description="Fill symbols and settled_trades with generated trades.")
+    parser.add_argument("--trades", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args(argv)
+    config = Config.from_env()
+    session = connect(config)
+    apply(session, config)
+    write_symbols(session, config.keyspace)
+    started = time.monotonic()
+    plan = write_trades(session, config.keyspace, args.trades, args.seed)
+    took = time.monotonic() - started
+    print(f"wrote {plan.trades} trades ({plan.trades / took:,.0f}/s), {plan.self_trades} self-trades,"
+          f" rejects {dict(plan.rejects)}")
+
+
+if __name__ == "__main__":
+    main()
