@@ -15,10 +15,11 @@ import time
 
 from testkit import synthetic_ledger
 
+from trade_migration.core.clock import now
 from trade_migration.core.config import Config
 from trade_migration.core.session import connect
 from trade_migration.create_table import schema
-from trade_migration.state.ledger import Ledger, now
+from trade_migration.state.ledger import Ledger
 from trade_migration.ui import status, status_page
 
 

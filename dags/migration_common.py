@@ -4,29 +4,27 @@ Logic stays in include/trade_migration; this module only adapts Airflow to it.
 """
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from datetime import timedelta
 
 from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule, dag, get_current_context, teardown
 
-from trade_migration.core.config import IDENTIFIER, Config, ConfigError, identifier
-from trade_migration.create_table.schema import SchemaDriftError
-from trade_migration.state.phases import PhaseOrderError, State
+from trade_migration.core import settings
+from trade_migration.core.config import IDENTIFIER, config_from_connection
+from trade_migration.core.errors import DRIVER_PERMANENT, Permanent
+from trade_migration.state.phases import fail_unfinished
 
-CONN_ID = os.environ.get("TM_CONN_ID", "scylla_default")
+CONN_ID = settings.CONN_ID.get()
 POOL = "cassandra_backfill"
 TAGS = ["user_trades_migration"]
 # For identifier Params; not '$', which in Python's re also matches before a final newline.
 ID_PATTERN = rf"^{IDENTIFIER.pattern}(?![\s\S])"
 
-# Errors a retry cannot fix fail at once; everything else (timeouts, unavailable nodes) retries.
+# Errors a retry cannot fix (core.errors.Permanent, and the driver's own) fail at once; everything
+# else (timeouts, unavailable nodes, a range that timed out) retries.
 FAIL_FAST = ExceptionRetryPolicy(rules=[
-    RetryRule(exception=[ConfigError, SchemaDriftError, PhaseOrderError, "trade_migration.state.flags.FlagConflict",
-                         "trade_migration.read_path.shadow.ReadPathBlocked", "cassandra.InvalidRequest",
-                         "cassandra.protocol.SyntaxException", "cassandra.Unauthorized",
-                         "cassandra.AuthenticationFailed"],
-              action=RetryAction.FAIL, reason="a retry cannot fix this; fix the cause and rerun"),
+    RetryRule(exception=[Permanent, *DRIVER_PERMANENT], action=RetryAction.FAIL,
+              reason="a retry cannot fix this; fix the cause and rerun"),
 ])
 
 DEFAULT_ARGS = {
@@ -74,14 +72,9 @@ def actor(context) -> str:
     return str(name or "airflow")[:128]
 
 
-def config_from_connection(conn) -> Config:
-    """Keyspace and consistency from the connection (schema, extras), else TM_* variables."""
-    extras = conn.extra_dejson or {}
-    overrides = {"keyspace": identifier(conn.schema, what="connection schema (keyspace)")} if conn.schema else {}
-    for name in ("read_consistency", "write_consistency", "serial_consistency", "local_dc"):
-        if extras.get(name):
-            overrides[name] = extras[name]
-    return Config.from_env(**overrides)
+def run_by(context) -> dict:
+    """run_id, actor and reason: what a phase record and the audit log name for this run."""
+    return {"run_id": context["run_id"], "actor": actor(context), "reason": text_params(context["params"])["reason"]}
 
 
 @contextmanager
@@ -105,6 +98,6 @@ def unfinished_phase_teardown(phase: str):
     def record_unfinished() -> bool:
         ctx = get_current_context()
         with cassandra() as (session, config):
-            return State(session, config).fail_unfinished(phase, run_id=ctx["run_id"], actor=actor(ctx))
+            return fail_unfinished(session, config, phase, run_id=ctx["run_id"], actor=actor(ctx))
 
     return record_unfinished()

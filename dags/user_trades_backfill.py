@@ -12,18 +12,17 @@ from airflow.sdk import Asset, Param, get_current_context, task
 from migration_common import (
     ID_PATTERN,
     POOL,
-    actor,
     cassandra,
     phase_dag,
+    run_by,
     text_params,
     unfinished_phase_teardown,
     who_and_why,
 )
 
-from trade_migration.backfill import copier, plan, summary
-from trade_migration.core.session import is_scylla
-from trade_migration.state import phases
-from trade_migration.state.ledger import Ledger
+from trade_migration.backfill import phase, plan
+from trade_migration.core.settings import FETCH_SIZE, IN_FLIGHT, PAGE_TIMEOUT_S
+from trade_migration.state.phases import BACKFILL
 
 log = logging.getLogger(__name__)
 BACKFILL_DONE = Asset("cassandra://trading/user_trades/backfill")
@@ -43,11 +42,11 @@ MAX_PARALLEL = 16
         "ranges": Param([], type="array", items={"type": "string"},
                         description="Empty: every unfinished range. Or labels '(start, end]' / start tokens"
                                     " to rerun exactly those, finished or not."),
-        "fetch_size": Param(1000, type="integer", minimum=10, maximum=10000),
-        "max_in_flight": Param(128, type="integer", minimum=1, maximum=1024),
+        "fetch_size": Param(FETCH_SIZE, type="integer", minimum=10, maximum=10000),
+        "max_in_flight": Param(IN_FLIGHT, type="integer", minimum=1, maximum=1024),
         "rows_per_second": Param(0, type="integer", minimum=0,
                                  description="Source rows/s for the whole run (0: unlimited)."),
-        "page_timeout_s": Param(60.0, type="number", minimum=0.001, maximum=600),
+        "page_timeout_s": Param(PAGE_TIMEOUT_S, type="number", minimum=0.001, maximum=600),
         **who_and_why(),
     },
 )
@@ -57,15 +56,8 @@ def user_trades_backfill():
         ctx = get_current_context()
         p = text_params(ctx["params"])
         with cassandra() as (session, config):
-            state = phases.State(session, config)
-            state.require(phases.BACKFILL)
-            ledger = Ledger(session, config, p["backfill_id"])
-            states = plan.ensure_ledger(session, config, ledger, p["splits"])
-            work = plan.select(states, ledger, p["ranges"])
-            state.mark(phases.BACKFILL, phases.RUNNING, run_id=ctx["run_id"], actor=actor(ctx),
-                       reason=p["reason"], details={"backfill_id": p["backfill_id"], "ranges": len(work)})
-        if not work:
-            log.info("backfill %s is complete: every range is done, nothing to write", p["backfill_id"])
+            work = phase.start(session, config, p["backfill_id"], splits=p["splits"], ranges=p["ranges"],
+                               **run_by(ctx))
         batches = plan.to_batches(work, p["parallelism"], seed=p["backfill_id"])
         log.info("%d ranges to copy in %d batches", len(work), len(batches))
         return batches
@@ -76,28 +68,17 @@ def user_trades_backfill():
         ctx["token_span"] = batch["label"]
         p = text_params(ctx["params"])
         with cassandra() as (session, config):
-            options = copier.Options(
-                fetch_size=p["fetch_size"], max_in_flight=p["max_in_flight"],
-                rows_per_second=p["rows_per_second"] / p["parallelism"], page_timeout=p["page_timeout_s"],
-                bypass_cache=is_scylla(session))
-            return copier.run_batch(session, config, p["backfill_id"], plan.spans(batch), options)
+            return phase.copy(session, config, p["backfill_id"], plan.spans(batch), fetch_size=p["fetch_size"],
+                              max_in_flight=p["max_in_flight"], page_timeout=p["page_timeout_s"],
+                              rows_per_second=p["rows_per_second"] / p["parallelism"])
 
     @task(outlets=[BACKFILL_DONE], trigger_rule="none_failed")
     def summarize() -> dict:
         ctx = get_current_context()
-        p = text_params(ctx["params"])
         with cassandra() as (session, config):
-            report = summary.backfill_summary(Ledger(session, config, p["backfill_id"]).load())
-            log.info("%s", summary.format_backfill(report))
-            if not report["complete"]:
-                raise RuntimeError(f"backfill {p['backfill_id']} is not complete: {report['by_status']}")
-            phases.State(session, config).mark(phases.BACKFILL, phases.COMPLETED, run_id=ctx["run_id"],
-                                               actor=actor(ctx), reason=p["reason"],
-                                               details={k: report[k]
-                                                        for k in ("rows_read", "rows_written", "rows_rejected")})
-        return report
+            return phase.finish(session, config, ctx["params"]["backfill_id"], **run_by(ctx))
 
-    copy_ranges.expand(batch=plan_ranges()) >> summarize() >> unfinished_phase_teardown(phases.BACKFILL)
+    copy_ranges.expand(batch=plan_ranges()) >> summarize() >> unfinished_phase_teardown(BACKFILL)
 
 
 user_trades_backfill()

@@ -12,10 +12,7 @@ all gates pass; once the migration is over every run skips.
 """
 from __future__ import annotations
 
-import logging
-import os
 from datetime import timedelta
-from pathlib import Path
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, get_current_context, task
@@ -30,14 +27,13 @@ from migration_common import (
     who_and_why,
 )
 
-from trade_migration.cleanup import approval, archive, gates
-from trade_migration.state import phases
-from trade_migration.state.flags import DUAL_WRITE, Flags
+from trade_migration.cleanup import approval, archive, gates, phase
+from trade_migration.core.settings import APPROVAL_TIMEOUT_S
+from trade_migration.state.phases import CLEANUP
 
-log = logging.getLogger(__name__)
 # How long the approval waits before Reject is taken by default: the deployment may change it
 # (TM_APPROVAL_TIMEOUT_S; the end-to-end test uses seconds), a run's Params may not.
-RESPONSE_TIMEOUT = timedelta(seconds=int(os.environ.get("TM_APPROVAL_TIMEOUT_S", 24 * 3600)))
+RESPONSE_TIMEOUT = timedelta(seconds=APPROVAL_TIMEOUT_S.get())
 APPROVE_TASK = "approve"
 
 
@@ -103,27 +99,18 @@ def user_trades_cleanup():
         opts = gate_options(p)
         archive.archive_root(p["archive_dir"])                     # a bad path fails here, not after approval
         with cassandra() as (session, config):
-            done = gates.finished(session, config)
-            if done:
-                raise AirflowSkipException(f"the migration is over: {config.keyspace}.settled_trades was dropped"
-                                           f" by run {done.run_id} ({done.actor}, {done.finished_at}); nothing to do")
-            report = gates.evaluate(session, config, opts)
-            gates.record_overrides(session, config, report, opts, actor=actor(ctx), run_id=ctx["run_id"])
-        log.info("%s", report.text())
-        report.raise_if_failed()
-        return report.to_dict()
+            over = phase.over(session, config)
+            if over:
+                raise AirflowSkipException(over)
+            return phase.check_gates(session, config, opts, run_id=ctx["run_id"], actor=actor(ctx))
 
     @task
     def summarize(report: dict) -> dict:
         ctx = get_current_context()
         p = text_params(ctx["params"])
-        where = str(archive.run_dir(archive.archive_root(p["archive_dir"]), ctx["run_id"]))
         with cassandra() as (session, config):
-            counts = archive.table_counts(session, config)
-        text = approval.body(report, counts, archive_dir=where, skip_archive_reason=p["skip_archive_reason"],
-                             run_id=ctx["run_id"], response_timeout=RESPONSE_TIMEOUT)
-        log.info("approval request:\n%s", text)
-        return {"body": text, "archive_dir": where, "counts": counts}
+            return phase.summarize(session, config, report, archive_dir=p["archive_dir"], run_id=ctx["run_id"],
+                                   skip_archive_reason=p["skip_archive_reason"], response_timeout=RESPONSE_TIMEOUT)
 
     approve = CleanupApproval(
         task_id=APPROVE_TASK,
@@ -140,52 +127,30 @@ def user_trades_cleanup():
         p = text_params(ctx["params"])
         decision = approved(ctx)
         with cassandra() as (session, config):
-            gates.evaluate(session, config, gate_options(p)).raise_if_failed()
-            state = phases.State(session, config)
-            state.mark(phases.CLEANUP, phases.RUNNING, run_id=ctx["run_id"], actor=decision.user,
-                       reason=decision.line(), details={"archive_dir": summary["archive_dir"]})
-            if p["skip_archive_reason"].strip():
-                state.audit(phases.CLEANUP, gates.ARCHIVE_SKIPPED, actor=decision.user,
-                            reason=p["skip_archive_reason"].strip(), details={"run_id": ctx["run_id"]})
-                return {"directory": None, "rows": None, "skipped": p["skip_archive_reason"].strip()}
-            flag = Flags(session, config).get(DUAL_WRITE, serial=True)
-            manifest = archive.write_archive(
-                session, config, Path(summary["archive_dir"]), run_id=ctx["run_id"],
-                written_before=flag.changed_at + timedelta(seconds=p["refresh_bound_s"]),
-                options=archive.ArchiveOptions(parallelism=p["archive_parallelism"]))
-            result = {"directory": summary["archive_dir"], "rows": manifest["rows"], "files": manifest["files"],
-                      "counted": manifest["counted"]}
-            state.audit(phases.CLEANUP, gates.ARCHIVED, actor=decision.user, reason=decision.line(),
-                        details={"run_id": ctx["run_id"], **result})
-        return result
+            return phase.archive_table(session, config, gate_options(p), decision, run_id=ctx["run_id"],
+                                       archive_dir=summary["archive_dir"], skip_archive_reason=p["skip_archive_reason"],
+                                       refresh_bound_s=p["refresh_bound_s"], parallelism=p["archive_parallelism"])
 
     @task
     def drop_table(archived: dict) -> dict:
         ctx = get_current_context()
         decision = approved(ctx)
         with cassandra() as (session, config):
-            gates.evaluate(session, config, gate_options(ctx["params"])).raise_if_failed()
-            return gates.drop_legacy(session, config, actor=decision.user, run_id=ctx["run_id"],
-                                       details={"approved": decision.line(), "archive": archived})
+            return phase.drop_table(session, config, gate_options(ctx["params"]), decision, archived=archived,
+                                    run_id=ctx["run_id"])
 
     @task
     def record(archived: dict, dropped: dict) -> None:
         ctx = get_current_context()
         decision = approved(ctx)
         with cassandra() as (session, config):
-            phases.State(session, config).mark(
-                phases.CLEANUP, phases.COMPLETED, run_id=ctx["run_id"], actor=decision.user,
-                reason=decision.line(),
-                details={"approved_by": decision.user, "approved_at": decision.at, "dropped": dropped["table"],
-                         "archive_dir": archived["directory"], "archived_rows": archived["rows"],
-                         "archive_skipped": archived.get("skipped", "")})
-        log.info("the migration is complete: %s dropped, archive %s", dropped["table"], archived["directory"])
+            phase.finish(session, config, decision, archived=archived, dropped=dropped, run_id=ctx["run_id"])
 
     summary = summarize(check_gates())
     summary >> approve
     archived = archive_table(summary)
     approve >> archived
-    record(archived, drop_table(archived)) >> unfinished_phase_teardown(phases.CLEANUP)
+    record(archived, drop_table(archived)) >> unfinished_phase_teardown(CLEANUP)
 
 
 user_trades_cleanup()

@@ -8,19 +8,13 @@ settlement is dual-written: the backfill's upper bound).
 """
 from __future__ import annotations
 
-import logging
-import random
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import Param, PokeReturnValue, get_current_context, task
-from migration_common import actor, cassandra, phase_dag, text_params, who_and_why
+from migration_common import cassandra, phase_dag, run_by, text_params, who_and_why
 
-from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN
-from trade_migration.dual_write import evidence
-from trade_migration.state import phases
-from trade_migration.state.flags import DUAL_WRITE, NEW_ONLY, PHASE_STATUS, Flags, check_writer_switch
+from trade_migration.dual_write import phase
 
-log = logging.getLogger(__name__)
 POKE_INTERVAL_S = 5
 SENSOR_TIMEOUT = timedelta(minutes=30)
 
@@ -45,44 +39,25 @@ def user_trades_dual_write():
     @task(retries=0)
     def set_flag() -> dict:
         ctx = get_current_context()
-        p = text_params(ctx["params"])
         with cassandra() as (session, config):
-            state = phases.State(session, config)
-            state.require(phases.DUAL_WRITE)
-            flags = Flags(session, config)
-            check_writer_switch(p["value"], flags.all())
-            flag = flags.set(DUAL_WRITE, p["value"], actor=actor(ctx), reason=p["reason"])
-            if flag.value != NEW_ONLY:   # new_only keeps the phase (and its dual-write start) as it is
-                state.mark(phases.DUAL_WRITE, PHASE_STATUS[(DUAL_WRITE, flag.value)], run_id=ctx["run_id"],
-                           actor=actor(ctx), reason=p["reason"],
-                           details={"flag_version": flag.version, "flag_changed_at": flag.changed_at})
-        return {"value": flag.value, "version": flag.version, "changed_at": flag.changed_at.isoformat()}
+            return phase.set_flag(session, config, ctx["params"]["value"], **run_by(ctx))
 
     @task.short_circuit
     def turning_on(change: dict) -> bool:
-        return change["value"] == "on"
+        return phase.waits_for_dual_writes(change)
 
     @task.sensor(poke_interval=POKE_INTERVAL_S, timeout=SENSOR_TIMEOUT, mode="reschedule")
     def wait_for_dual_writes(change: dict) -> PokeReturnValue:
         p = text_params(get_current_context()["params"])
-        since = datetime.fromisoformat(change["changed_at"]) + timedelta(seconds=p["refresh_bound_s"])
         with cassandra() as (session, config):
-            seen = evidence.check(session, config, since=since, want=p["min_trades"], scan_rows=p["scan_rows"],
-                                     start_token=random.randint(MIN_TOKEN, MAX_TOKEN - 1))
-        log.info("trades settled since %s: %s", since.isoformat(), seen.line())
-        return PokeReturnValue(is_done=seen.done(p["min_trades"]),
-                               xcom_value={"since": since.isoformat(), "confirmed": seen.confirmed})
+            done, seen = phase.look_for_dual_writes(session, config, change, refresh_bound_s=p["refresh_bound_s"],
+                                                    min_trades=p["min_trades"], scan_rows=p["scan_rows"])
+        return PokeReturnValue(is_done=done, xcom_value=seen)
 
     @task
     def record_start(change: dict, seen: dict) -> None:
-        ctx = get_current_context()
         with cassandra() as (session, config):
-            phases.State(session, config).mark(
-                phases.DUAL_WRITE, phases.COMPLETED, run_id=ctx["run_id"], actor=actor(ctx),
-                reason=text_params(ctx["params"])["reason"],
-                details={"dual_write_started_at": seen["since"], "flag_changed_at": change["changed_at"],
-                         "flag_version": change["version"], "confirmed_trades": seen["confirmed"]})
-        log.info("dual writes confirmed; every trade settled after %s is in user_trades", seen["since"])
+            phase.finish(session, config, change, seen, **run_by(get_current_context()))
 
     change = set_flag()
     seen = wait_for_dual_writes(change)

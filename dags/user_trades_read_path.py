@@ -9,18 +9,19 @@ race or a blocked switch needs a human).
 """
 from __future__ import annotations
 
-import logging
-
 from airflow.sdk import Param, get_current_context, task
-from migration_common import actor, cassandra, phase_dag, text_params, who_and_why
+from migration_common import actor, cassandra, phase_dag, run_by, text_params, who_and_why
 
-from trade_migration.read_path import latency, shadow
-from trade_migration.read_path.paths import DEFAULT_LIMIT, ReadPaths, sample_pairs
-from trade_migration.state import phases
-from trade_migration.state.flags import PHASE_STATUS, READ_PATH, Flags
+from trade_migration.read_path import phase
+from trade_migration.read_path.paths import DEFAULT_LIMIT
 
-log = logging.getLogger(__name__)
 SWITCH, TIMING = "switch_read_path", "latency_benchmark"
+
+
+def _sample(ctx) -> dict:
+    p = text_params(ctx["params"])
+    return {"actor": actor(ctx), "reason": p["reason"], "sample_users": p["sample_users"],
+            "page_size": p["page_size"], "seed": p["seed"]}
 
 
 @phase_dag(
@@ -43,52 +44,30 @@ def user_trades_read_path():
     @task.branch(retries=0)
     def route() -> list[str]:
         with cassandra() as (session, config):
-            phases.State(session, config).require(phases.READ_PATH)
-        rollback = get_current_context()["params"]["value"] == "settled_trades"
-        return [SWITCH] if rollback else [TIMING, SWITCH]
+            compare_first = phase.start(session, config, get_current_context()["params"]["value"])
+        return [TIMING, SWITCH] if compare_first else [SWITCH]
 
     @task
     def shadow_compare() -> dict:
-        ctx = get_current_context()
-        p = text_params(ctx["params"])
         with cassandra() as (session, config):
-            paths = ReadPaths(session, config)
-            pairs = sample_pairs(session, config, p["sample_users"], seed=p["seed"], symbols=paths.symbol_ids)
-            report = shadow.shadow_compare(paths, pairs, limit=p["page_size"])
-            summary = report.summary()
-            phases.State(session, config).audit(phases.READ_PATH, "shadow_compare", actor=actor(ctx),
-                                                reason=p["reason"], details={"seed": p["seed"], **summary})
-        print(report.text())
+            summary, text = phase.compare(session, config, **_sample(get_current_context()))
+        print(text)
         return summary
 
     @task
     def latency_benchmark() -> dict:
-        ctx = get_current_context()
-        p = text_params(ctx["params"])
         with cassandra() as (session, config):
-            paths = ReadPaths(session, config)
-            pairs = sample_pairs(session, config, p["sample_users"], seed=p["seed"], symbols=paths.symbol_ids)
-            report = latency.benchmark(paths, pairs, limit=p["page_size"])
-            phases.State(session, config).audit(phases.READ_PATH, "latency_benchmark", actor=actor(ctx),
-                                                reason=p["reason"], details=report)
-        print(latency.format_benchmark(report))
+            report, text = phase.benchmark(session, config, **_sample(get_current_context()))
+        print(text)
         return report
 
     @task(retries=0, trigger_rule="none_failed_min_one_success")
     def switch_read_path() -> dict:
         ctx = get_current_context()
         p = text_params(ctx["params"])
-        value, override = p["value"], p["override_reason"].strip()
         with cassandra() as (session, config):
-            state = phases.State(session, config)
-            if value == "user_trades":
-                shadow.require_clean(ctx["ti"].xcom_pull(task_ids="shadow_compare"), override_reason=override)
-                if override:
-                    state.audit(phases.READ_PATH, "shadow_override", actor=actor(ctx), reason=override)
-            flag = Flags(session, config).set(READ_PATH, value, actor=actor(ctx), reason=p["reason"])
-            state.mark(phases.READ_PATH, PHASE_STATUS[(READ_PATH, value)], run_id=ctx["run_id"],
-                       actor=actor(ctx), reason=p["reason"], details={"read_path": value, "flag_version": flag.version})
-        return {"read_path": flag.value, "version": flag.version}
+            return phase.switch(session, config, p["value"], override_reason=p["override_reason"],
+                                compared=ctx["ti"].xcom_pull(task_ids="shadow_compare"), **run_by(ctx))
 
     timing, switch = latency_benchmark(), switch_read_path()
     route() >> [timing, switch]

@@ -18,28 +18,26 @@ from airflow.sdk import (
     Asset,
     AssetOrTimeSchedule,
     CronTriggerTimetable,
-    ExceptionRetryPolicy,
     Param,
-    RetryAction,
-    RetryRule,
     get_current_context,
     task,
 )
 from migration_common import (
-    FAIL_FAST,
     POOL,
     actor,
     cassandra,
     phase_dag,
+    run_by,
     text_params,
     unfinished_phase_teardown,
     who_and_why,
 )
 
 from trade_migration.core import notify
-from trade_migration.state import phases
-from trade_migration.verify import parity, report
-from trade_migration.verify.parity_run import MODES, Run, Scope, default_mode
+from trade_migration.core.settings import FETCH_SIZE, IN_FLIGHT
+from trade_migration.state.phases import VERIFY
+from trade_migration.verify import parity, phase, report
+from trade_migration.verify.parity_run import MODES, Run, Scope
 
 log = logging.getLogger(__name__)
 # The backfill's outlet (user_trades_backfill.BACKFILL_DONE). Importing it from that DAG file would
@@ -48,12 +46,6 @@ log = logging.getLogger(__name__)
 BACKFILL_DONE = Asset("cassandra://trading/user_trades/backfill")
 NIGHTLY = CronTriggerTimetable("0 2 * * *", timezone="UTC")
 MAX_PARALLEL = 16
-# A broken result is a finding, not an accident: retrying finds it again.
-CONCLUDE_RETRY = ExceptionRetryPolicy(rules=[
-    RetryRule(exception=[parity.ParityBroken], action=RetryAction.FAIL,
-              reason="parity is broken; a retry would find the same"),
-    *FAIL_FAST.rules,
-])
 
 
 def notify_failure(context) -> None:
@@ -71,7 +63,7 @@ def _run_type(ctx) -> str:
 
 
 def _options(p: dict) -> parity.Options:
-    return parity.Options(fetch_size=p["fetch_size"], concurrency=p["max_in_flight"])
+    return parity.Options(fetch_size=p["fetch_size"], max_in_flight=p["max_in_flight"])
 
 
 @phase_dag(
@@ -100,8 +92,8 @@ def _options(p: dict) -> parity.Options:
                                  description="Wait before a difference is looked at a second time."),
         "exhaustive": Param(False, type="boolean",
                             description="Full runs: look every row up instead of only where digests differ."),
-        "fetch_size": Param(1000, type="integer", minimum=10, maximum=10000),
-        "max_in_flight": Param(128, type="integer", minimum=1, maximum=1024,
+        "fetch_size": Param(FETCH_SIZE, type="integer", minimum=10, maximum=10000),
+        "max_in_flight": Param(IN_FLIGHT, type="integer", minimum=1, maximum=1024,
                                description="Lookups in flight per task."),
         **who_and_why(),
     },
@@ -113,19 +105,13 @@ def user_trades_verify():
         ctx = get_current_context()
         p = text_params(ctx["params"])
         with cassandra() as (session, config):
-            state = phases.State(session, config)
-            state.require(phases.VERIFY)
-            run = parity.plan_run(
-                session, config, run_id=ctx["run_id"], mode=p["mode"] or default_mode(_run_type(ctx)),
+            run, batches = phase.start(
+                session, config, mode=p["mode"], run_type=_run_type(ctx), parallelism=p["parallelism"],
                 seed=p["seed"], sample_share=p["sample_share"], splits=p["splits"], repair=p["repair"],
-                narrow=not p["exhaustive"], report_cap=p["report_cap"], recheck_delay=p["recheck_delay_s"])
-            state.mark(phases.VERIFY, phases.RUNNING, run_id=run.run_id, actor=actor(ctx), reason=p["reason"],
-                       details={"mode": run.mode, "seed": run.seed, "ranges": len(run.checked_ranges),
-                                "repair": run.repair})
-        log.info("%s run, seed %d: %d of %d token ranges checked row by row, rows written after %s left to"
-                 " the next run", run.mode, run.seed, len(run.checked_ranges), len(run.ranges), run.started_at)
-        ctx["ti"].xcom_push(key="run", value=run.to_json())
-        return parity.batches(run, parity.survey_indexes(run), p["parallelism"])
+                exhaustive=p["exhaustive"], report_cap=p["report_cap"], recheck_delay_s=p["recheck_delay_s"],
+                **run_by(ctx))
+        ctx["ti"].xcom_push(key="run", value=run)
+        return batches
 
     @task(pool=POOL, max_active_tis_per_dagrun=MAX_PARALLEL, map_index_template="{{ token_span }}")
     def survey(run: dict, batch: dict) -> dict:
@@ -152,33 +138,18 @@ def user_trades_verify():
             return parity.inspect(session, config, Run.from_json(run), Scope.from_json(scope), batch["ranges"],
                                   _options(ctx["params"]))
 
-    @task(trigger_rule="none_failed", retry_policy=CONCLUDE_RETRY)
+    @task(trigger_rule="none_failed")   # ParityBroken is Permanent: the retry policy fails it at once
     def conclude(run: dict, surveys: list[dict], inspections: list[dict]) -> dict:
         ctx = get_current_context()
-        p = text_params(ctx["params"])
-        r = Run.from_json(run)
-        outcome = parity.conclude(r, list(surveys), list(inspections or []))
-        paths = report.write(r, outcome)
-        log.info("%s", report.format_summary(r, outcome))
-        for name, path in paths.items():
-            log.info("report %s: %s", name, path)
         with cassandra() as (session, config):
-            parity.record(session, config, r, outcome, str(paths["chart"].parent))
-            ok = outcome.status != parity.BROKEN
-            phases.State(session, config).mark(
-                phases.VERIFY, phases.COMPLETED if ok else phases.FAILED, run_id=r.run_id, actor=actor(ctx),
-                reason=p["reason"], details={"status": outcome.status, "mode": r.mode,
-                                             **{k: getattr(outcome.total, k) for k in
-                                                ("missing", "mismatched", "orphans", "rejected", "repaired")}})
-        if not ok:
-            raise parity.ParityBroken(f"{report.format_summary(r, outcome)}; report in {paths['chart'].parent}")
-        return outcome.summary()
+            return phase.finish(session, config, run, surveys, inspections, actor=actor(ctx),
+                                reason=text_params(ctx["params"])["reason"])
 
     planned = plan()
     surveyed = survey.partial(run=planned["run"]).expand(batch=planned)
     narrowed = narrow(planned["run"], surveyed)
     inspected = inspect.partial(run=planned["run"], scope=narrowed["scope"]).expand(batch=narrowed)
-    conclude(planned["run"], surveyed, inspected) >> unfinished_phase_teardown(phases.VERIFY)
+    conclude(planned["run"], surveyed, inspected) >> unfinished_phase_teardown(VERIFY)
 
 
 user_trades_verify()

@@ -11,7 +11,6 @@ the connection changes.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 
 from airflow.plugins_manager import AirflowPlugin
@@ -19,8 +18,10 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from trade_migration.core import settings
+
 log = logging.getLogger(__name__)
-CONN_ID = os.environ.get("TM_CONN_ID", "scylla_default")
+CONN_ID = settings.CONN_ID.get()
 URL_PREFIX = "/trade-migration"
 BACKFILL_ID = Query("main", pattern="^[a-z][a-z0-9_]{0,47}$", description="The backfill ledger shown.")
 
@@ -38,6 +39,8 @@ class _Sessions:
     def get(self, conn_id: str):
         from airflow.providers.apache.cassandra.hooks.cassandra import CassandraHook
 
+        from trade_migration.core.config import config_from_connection
+
         conn = CassandraHook.get_connection(conn_id)   # env var, secrets backend or metadata DB
         key = conn.get_uri()
         with self._lock:
@@ -52,19 +55,6 @@ class _Sessions:
         if self._hook is not None:
             self._hook.shutdown_cluster()
         self._hook = self._session = self._key = None
-
-
-def config_from_connection(conn):
-    """Keyspace and consistency from the connection (schema, extras), as the DAGs read them
-    (dags/migration_common.config_from_connection: the dags folder is not importable here)."""
-    from trade_migration.core.config import Config, identifier
-
-    extras = conn.extra_dejson or {}
-    overrides = {"keyspace": identifier(conn.schema, what="connection schema (keyspace)")} if conn.schema else {}
-    for name in ("read_consistency", "write_consistency", "serial_consistency", "local_dc"):
-        if extras.get(name):
-            overrides[name] = extras[name]
-    return Config.from_env(**overrides)
 
 
 async def signed_in(request: Request) -> None:

@@ -55,7 +55,7 @@ def test_bad_params_are_refused_before_anything_runs(dag, db, airflow_conn):
 def test_a_task_failing_for_good_records_the_phase_failed(dag, db, airflow_conn, monkeypatch):
     """Without the teardown the phase would stay 'running' after the run failed."""
     from trade_migration.backfill import copier
-    from trade_migration.core.config import ConfigError
+    from trade_migration.core.errors import ConfigError
 
     def planted(*args, **kwargs):
         raise ConfigError("planted: a failure no retry can fix")

@@ -13,7 +13,7 @@ import pytest
 from cleanup_state import prepare, set_flag, utcnow
 from conftest import REPO
 
-from trade_migration.cleanup import gates
+from trade_migration.cleanup import drop, gates
 from trade_migration.core.config import LEGACY_TABLE
 from trade_migration.create_table import schema
 from trade_migration.state import phases
@@ -50,7 +50,7 @@ def task_states(dr) -> dict[str, str]:
 
 
 def legacy_exists(db, cfg) -> bool:
-    return gates.table_exists(db, cfg.keyspace, LEGACY_TABLE)
+    return drop.table_exists(db, cfg.keyspace, LEGACY_TABLE)
 
 
 def test_the_dag_asks_daily_and_rejects_by_default(dag):

@@ -26,7 +26,7 @@ from conftest import REPO, load_trades, mark_done
 from db_snapshot import schema_of, snapshot
 from hitl_answer import Answer
 
-from trade_migration.core.config import ConfigError
+from trade_migration.core.errors import ConfigError
 from trade_migration.state import phases
 
 FREE_TEXT = {"actor", "reason", "override_reason", "acknowledge_rejects", "archive_dir", "skip_archive_reason"}
@@ -281,7 +281,7 @@ def connection(**fields):
 
 
 def test_the_connection_keyspace_and_extras_are_validated():
-    from migration_common import config_from_connection
+    from trade_migration.core.config import config_from_connection
 
     for bad in [b for b in INJECTIONS if b] + ["trading; DROP KEYSPACE trading", "Trading", "a.b"]:
         with pytest.raises(ConfigError, match=r"connection schema \(keyspace\) must match"):

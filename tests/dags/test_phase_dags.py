@@ -16,8 +16,9 @@ from testkit.traffic import live_traffic
 
 from trade_migration.backfill import copier
 from trade_migration.core.config import Config
-from trade_migration.core.convert import Reject, convert, row_key
-from trade_migration.core.model import SETTLED_COLUMNS
+from trade_migration.core.convert import Reject, convert
+from trade_migration.core.errors import PhaseOrderError
+from trade_migration.core.model import SETTLED_COLUMNS, SettledTrade, UserTrade
 from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
 from trade_migration.create_table import schema
 from trade_migration.read_path import shadow
@@ -167,12 +168,12 @@ def test_dual_write_on_waits_for_dual_writes_then_records_the_start(bag, airflow
 
     # the recorded start is a true bound: every trade settled after it is in user_trades
     symbols = {s[0]: s[1] for s in generator.symbols()}
-    present = {row_key(tuple(r)) for r in db.execute(f"SELECT * FROM {cfg.keyspace}.user_trades")}
-    after = [tuple(t) for t in db.execute(f"SELECT {', '.join(SETTLED_COLUMNS)}"
+    present = {UserTrade(**r._asdict()).key for r in db.execute(f"SELECT * FROM {cfg.keyspace}.user_trades")}
+    after = [SettledTrade._make(t) for t in db.execute(f"SELECT {', '.join(SETTLED_COLUMNS)}"
                                           f" FROM {cfg.keyspace}.settled_trades")
              if t.settled_at is not None and t.settled_at >= started.replace(tzinfo=None)]
     rows = [convert(t, symbols) for t in after]
-    expected = {row_key(r) for out in rows if not isinstance(out, Reject) for r in out}
+    expected = {r.key for out in rows if not isinstance(out, Reject) for r in out}
     assert len(expected) >= 10 and expected <= present
 
     # rollback through the same DAG: the flag goes off, nothing to wait for, the phase is undone
@@ -185,7 +186,7 @@ def test_dual_write_on_waits_for_dual_writes_then_records_the_start(bag, airflow
     assert phases.State(db, cfg).phase(phases.DUAL_WRITE).status == ROLLED_BACK
     assert [r.action for r in phases.State(db, cfg).audit_log() if r.action.startswith("flag")] == [
         "flag dual_write on -> off", "flag dual_write off -> on"]
-    with pytest.raises(phases.PhaseOrderError, match="dual_write not completed"):
+    with pytest.raises(PhaseOrderError, match="dual_write not completed"):
         phases.State(db, cfg).require(phases.BACKFILL)
 
 

@@ -13,8 +13,8 @@ from conftest import REPO, load_trades, mark_done
 from testkit.statements import delete_user_trade
 
 from trade_migration.backfill import copier, plan
-from trade_migration.core.config import ConfigError
-from trade_migration.core.convert import Reject, convert, row_key
+from trade_migration.core.convert import Reject, convert
+from trade_migration.core.errors import ConfigError
 from trade_migration.core.notify import Notice
 from trade_migration.core.prepared import prepared
 from trade_migration.core.symbols import load_symbol_ids
@@ -22,7 +22,7 @@ from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
 from trade_migration.state import phases
 from trade_migration.state.ledger import Ledger
 from trade_migration.statements.parity_runs import parity_select_recent
-from trade_migration.statements.settled_trades import scan_settled
+from trade_migration.statements.settled_trades import decode_scanned_trade, scan_settled
 from trade_migration.verify.parity_run import default_mode
 
 N = 800
@@ -132,11 +132,10 @@ def test_a_clean_run_records_clean_and_completes_the_phase(bag, verify_env, airf
 
 def test_a_broken_run_fails_and_calls_the_notifier(bag, verify_env, airflow_conn, db):
     ids = load_symbol_ids(db, airflow_conn.keyspace)
-    trade = next(tuple(r[1:15]) for r in db.execute(prepared(db, scan_settled(airflow_conn.keyspace)),
-                                                   (MIN_TOKEN, MAX_TOKEN))
-                 if not isinstance(convert(tuple(r[1:15]), ids), Reject))
+    scanned = db.execute(prepared(db, scan_settled(airflow_conn.keyspace)), (MIN_TOKEN, MAX_TOKEN))
+    trade = next(t for t in (decode_scanned_trade(r).trade for r in scanned) if not isinstance(convert(t, ids), Reject))
     row = convert(trade, ids)[0]
-    db.execute(prepared(db, delete_user_trade(airflow_conn.keyspace)), row_key(row))
+    db.execute(prepared(db, delete_user_trade(airflow_conn.keyspace)), row.key)
 
     dr = bag.get_dag("user_trades_verify").test(run_conf={**FAST, "mode": "full"})
     assert str(dr.state) == "failed"

@@ -32,6 +32,7 @@ from playwright.sync_api import sync_playwright
 from testkit.statements import count_all
 
 from trade_migration.backfill import plan
+from trade_migration.cleanup import drop
 from trade_migration.core.config import LEGACY_TABLE
 from trade_migration.create_table import schema
 from trade_migration.state import phases
@@ -259,7 +260,7 @@ def _run_it(airflow, page, cfg, db, generated) -> None:
     assert airflow.wait_for_run(CLEANUP, cleanup_run, timeout=420) == "success"
     assert set(airflow.task_states(CLEANUP, cleanup_run).values()) == {"success"}
 
-    assert not gates.table_exists(db, ks, LEGACY_TABLE)
+    assert not drop.table_exists(db, ks, LEGACY_TABLE)
     flag = Flags(db, cfg).get(DUAL_WRITE)
     assert (flag.value, flag.changed_by) == (RETIRED, "admin")
     phase = phases.State(db, cfg).phase(phases.CLEANUP)

@@ -15,7 +15,7 @@ import pytest
 from airflow_server import running_airflow
 from cleanup_state import prepare
 
-from trade_migration.cleanup import approval, gates
+from trade_migration.cleanup import approval, drop
 from trade_migration.core.config import LEGACY_TABLE
 from trade_migration.create_table import schema
 from trade_migration.state import phases
@@ -59,7 +59,7 @@ def test_reject_keeps_the_table_and_approve_archives_then_drops_it(airflow, cfg,
             "check_gates": "failed", "summarize": "upstream_failed", "approve": "upstream_failed",
             "archive_table": "upstream_failed", "drop_table": "upstream_failed", "record": "upstream_failed",
             "record_unfinished": "success"}
-        assert gates.table_exists(db, cfg.keyspace, LEGACY_TABLE)
+        assert drop.table_exists(db, cfg.keyspace, LEGACY_TABLE)
 
         # a run whose gates pass asks for approval; Reject leaves everything in place
         first = airflow.trigger(DAG_ID, conf=CONF, run_id="e2e_reject")
@@ -82,7 +82,7 @@ def test_reject_keeps_the_table_and_approve_archives_then_drops_it(airflow, cfg,
             "archive_table": "skipped", "drop_table": "skipped", "record": "skipped",
             "record_unfinished": "success"}
         airflow.answer(DAG_ID, first, "approve", ["Approve"], expect=(409,))   # an answer is final
-        assert gates.table_exists(db, cfg.keyspace, LEGACY_TABLE)
+        assert drop.table_exists(db, cfg.keyspace, LEGACY_TABLE)
         assert not (airflow.home / "reports" / "archive").exists()
         assert Flags(db, cfg).get(DUAL_WRITE).value == "new_only"
         [rejected] = audit(db, cfg, approval.REJECTED)
@@ -102,7 +102,7 @@ def test_reject_keeps_the_table_and_approve_archives_then_drops_it(airflow, cfg,
             ["Reject"], None, True)
         [by_default] = audit(db, cfg, approval.REJECTED_BY_DEFAULT)
         assert (by_default.actor, json.loads(by_default.details)["run_id"]) == ("airflow (timeout)", silent)
-        assert gates.table_exists(db, cfg.keyspace, LEGACY_TABLE)
+        assert drop.table_exists(db, cfg.keyspace, LEGACY_TABLE)
 
         # a third run, approved: archive, count check, drop, flag retired, the end recorded
         second = airflow.trigger(DAG_ID, conf=CONF, run_id="e2e_approve")
@@ -116,7 +116,7 @@ def test_reject_keeps_the_table_and_approve_archives_then_drops_it(airflow, cfg,
         assert (manifest["rows"], manifest["counted"], manifest["keyspace"]) == (TRADES, TRADES, cfg.keyspace)
         frame = pd.concat([pd.read_parquet(p) for p in sorted(where.glob("part-*.parquet"))], ignore_index=True)
         assert len(frame) == TRADES and frame["trade_id"].nunique() == TRADES
-        assert not gates.table_exists(db, cfg.keyspace, LEGACY_TABLE)
+        assert not drop.table_exists(db, cfg.keyspace, LEGACY_TABLE)
 
         flag = Flags(db, cfg).get(DUAL_WRITE)
         assert (flag.value, flag.changed_by) == (RETIRED, "admin")
@@ -125,7 +125,7 @@ def test_reject_keeps_the_table_and_approve_archives_then_drops_it(airflow, cfg,
         assert (phase.details["approved_by"], phase.details["archived_rows"]) == ("admin", str(TRADES))
         [approved] = audit(db, cfg, approval.APPROVED)
         assert approved.actor == "admin" and json.loads(approved.details)["run_id"] == second
-        assert [r.actor for r in audit(db, cfg, gates.ARCHIVED)] == ["admin"]
-        assert [r.actor for r in audit(db, cfg, gates.DROPPED)] == ["admin"]
+        assert [r.actor for r in audit(db, cfg, drop.ARCHIVED)] == ["admin"]
+        assert [r.actor for r in audit(db, cfg, drop.DROPPED)] == ["admin"]
     finally:
         schema.apply(cluster_session, cfg)   # the next test (or rerun) gets its settled_trades back

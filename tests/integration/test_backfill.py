@@ -7,10 +7,11 @@ import sys
 import time
 
 import pytest
-from conftest import load_trades
+from conftest import load_trades, mark_done
 
 from trade_migration.backfill import copier, plan, summary
-from trade_migration.backfill.copier import Options, RangeTimeout
+from trade_migration.backfill.copier import Options
+from trade_migration.core.errors import RangeTimeout
 from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
 from trade_migration.state.ledger import DONE, Ledger
 
@@ -117,6 +118,7 @@ def test_backfill_never_overwrites_a_newer_write(target, cfg, source):
 
 
 def test_sigkill_mid_range_resumes_from_the_checkpoint(target, cfg, source):
+    mark_done(target, cfg, "create_table", "dual_write")   # the command's order guard
     env = {**os.environ, "TM_KEYSPACE": cfg.keyspace}
     proc = subprocess.Popen([sys.executable, "-m", "trade_migration.backfill_cli", "--backfill-id", "killed",
                              "--splits", "1", "--rows-per-second", "4000", "--fetch-size", "500"],

@@ -18,7 +18,7 @@ from collections import Counter
 from datetime import datetime
 
 import pytest
-from conftest import load_trades
+from conftest import load_trades, mark_done
 from expectation import actual, assert_exact, expectation, raw_round_trips, source_rows, symbol_map
 from testkit.statements import delete_symbol, insert_symbol
 
@@ -26,6 +26,7 @@ from trade_migration.backfill import copier, plan, summary
 from trade_migration.backfill.copier import Options
 from trade_migration.core.config import Config
 from trade_migration.create_table import schema
+from trade_migration.state import phases
 from trade_migration.state.ledger import DONE, PENDING, Ledger
 from trade_migration.statements.settled_trades import insert_settled
 from trade_migration.statements.system import drop_table
@@ -297,6 +298,7 @@ def test_an_empty_table_completes_with_zero_rows_and_says_so(db, cfg):
     from testkit import generator
 
     generator.write_symbols(db, cfg.keyspace)
+    mark_done(db, cfg, phases.CREATE_TABLE, phases.DUAL_WRITE)
     done = cli(cfg.keyspace, "--backfill-id", "empty", "--splits", "6")
     BAD_INPUTS["empty table"] += 1
     assert done.returncode == 0, done.stderr[-2000:]
@@ -318,6 +320,7 @@ def test_a_missing_table_fails_at_once_and_plans_nothing(cluster_session, table)
     for t in ("settled_trades", "backfill_ranges"):
         db.execute(f"TRUNCATE {config.keyspace}.{t}")
     load_trades(db, config, 50, seed=35)
+    mark_done(db, config, phases.CREATE_TABLE, phases.DUAL_WRITE)
     db.execute(drop_table(config.keyspace, table))
     try:
         done = cli(config.keyspace, "--backfill-id", "missing")
@@ -352,6 +355,46 @@ def test_a_wrong_keyspace_fails_at_once_and_creates_nothing(cluster_session, key
     if keyspace == "t_bad_input_nowhere":
         assert "t_bad_input_nowhere" in last and "does not exist" in last
     assert keyspaces(cluster_session) == before
+
+
+# --- out of order, and a failed run -------------------------------------------------------------
+def test_the_command_keeps_the_phase_order_and_records_the_phase(db, cfg):
+    """The same guard and phase record as the DAG: refused before dual_write completed (nothing
+    written), recorded failed when a run fails, completed when the ledger is."""
+    generated = load_trades(db, cfg, 300, seed=36)
+    mark_done(db, cfg, phases.CREATE_TABLE)
+    refused = cli(cfg.keyspace, "--backfill-id", "ordered", "--splits", "4")
+    BAD_INPUTS["backfill before dual_write"] += 1
+    assert refused.returncode == 1
+    assert error_line(refused.stderr) == ("PhaseOrderError: phase 'backfill' cannot start: dual_write not completed"
+                                          " yet (run user_trades_dual_write first)")
+    assert "Traceback" not in refused.stderr
+    for table in ("backfill_ranges", "user_trades", "rejected_trades"):
+        assert list(db.execute(f"SELECT * FROM {cfg.keyspace}.{table}")) == [], table
+    state = phases.State(db, cfg)
+    assert state.phase(phases.BACKFILL) is None
+
+    mark_done(db, cfg, phases.DUAL_WRITE)
+    who = ("--actor", "oncall", "--reason", "phase 4 by hand")
+    failed = cli(cfg.keyspace, "--backfill-id", "ordered", "--splits", "4", "--page-timeout", "0.00001", *who)
+    assert failed.returncode != 0
+    assert error_line(failed.stderr).startswith("trade_migration.core.errors.RangeTimeout: "), failed.stderr[-2000:]
+    first = state.phase(phases.BACKFILL)
+    assert (first.status, first.actor, first.run_id[:5]) == (phases.FAILED, "oncall", "cli__")
+
+    done = cli(cfg.keyspace, "--backfill-id", "ordered", *who)
+    assert done.returncode == 0, done.stderr[-2000:]
+    phase = state.phase(phases.BACKFILL)
+    assert (phase.status, phase.actor, phase.run_id[:5]) == (phases.COMPLETED, "oncall", "cli__")
+    assert phase.run_id != first.run_id
+    assert {k: phase.details[k] for k in ("backfill_id", "rows_read", "rows_written", "rows_rejected")} == {
+        "backfill_id": "ordered", "rows_read": "300", "rows_written": str(generated.user_trade_rows),
+        "rows_rejected": str(sum(generated.rejects.values()))}
+    assert [(r.action, r.actor, r.reason) for r in state.audit_log() if r.phase == phases.BACKFILL] == [
+        (phases.COMPLETED, "oncall", "phase 4 by hand"), (phases.RUNNING, "oncall", "phase 4 by hand"),
+        (phases.FAILED, "oncall", "a task of the run failed; see its log"),
+        (phases.RUNNING, "oncall", "phase 4 by hand")]
+    assert_exact(db, cfg.keyspace)
 
 
 def test_zz_report_counts():

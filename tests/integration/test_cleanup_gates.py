@@ -14,8 +14,10 @@ import pandas as pd
 import pytest
 from cleanup_state import add_parity_run, prepare, set_flag, settled_rows, utcnow
 
-from trade_migration.cleanup import archive, gates
-from trade_migration.core.config import LEGACY_TABLE, ConfigError
+from trade_migration.cleanup import archive, drop, gates
+from trade_migration.core import clock
+from trade_migration.core.config import LEGACY_TABLE
+from trade_migration.core.errors import ArchiveError, ConfigError, GatesFailed
 from trade_migration.core.model import SETTLED_COLUMNS
 from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange, divide
 from trade_migration.create_table import schema
@@ -44,7 +46,7 @@ def restore_schema(cluster_session, cfg):
 
 
 def legacy_exists(db, cfg) -> bool:
-    return gates.table_exists(db, cfg.keyspace, LEGACY_TABLE)
+    return drop.table_exists(db, cfg.keyspace, LEGACY_TABLE)
 
 
 def audit(db, cfg, action: str) -> list:
@@ -122,7 +124,7 @@ def test_one_broken_gate_fails_alone_names_itself_and_nothing_is_dropped(db, cfg
     report = gates.evaluate(db, cfg, ACK)
     assert [g.name for g in report.failed] == [gate]
     assert detail in report.gate(gate).detail
-    with pytest.raises(gates.GatesFailed, match=f"^cleanup gate\\(s\\) failed: {gate}; nothing was dropped"):
+    with pytest.raises(GatesFailed, match=f"^cleanup gate\\(s\\) failed: {gate}; nothing was dropped"):
         report.raise_if_failed()
     assert legacy_exists(db, cfg)
 
@@ -178,7 +180,7 @@ def test_reads_for_too_few_days_fail_with_the_date_they_pass(db, cfg, ready):
     assert (gate.passed, gate.passes_at) == (False, passes)
     assert gate.detail == (f"reads on user_trades since {switched:%Y-%m-%d %H:%M} UTC (12.1 days; needs 30);"
                            f" passes on {passes:%Y-%m-%d %H:%M} UTC")
-    with pytest.raises(gates.GatesFailed) as err:
+    with pytest.raises(GatesFailed) as err:
         report.raise_if_failed()
     assert str(err.value).splitlines()[0] == (
         f"cleanup gate(s) failed: read_path; nothing was dropped (read_path passes on {passes:%Y-%m-%d %H:%M} UTC)")
@@ -270,13 +272,13 @@ def test_the_archive_holds_exactly_the_table(db, cfg, ready, tmp_path):
 
 def test_the_archive_refuses_rows_written_after_the_writer_stopped(db, cfg, ready, tmp_path):
     newest = max(r[-1] for r in settled_rows(db, cfg))
-    stopped = archive._from_micros(newest - 1_000_000)
+    stopped = clock.from_micros(newest - 1_000_000)
     where = tmp_path / "run"
-    with pytest.raises(archive.ArchiveError, match="it still writes settled_trades; nothing may be dropped"):
+    with pytest.raises(ArchiveError, match="it still writes settled_trades; nothing may be dropped"):
         archive.write_archive(db, cfg, where, run_id="r", written_before=stopped)
     assert not where.exists()                       # only the .partial directory, never a complete-looking one
     assert where.with_name("run.partial").exists()
-    archive.write_archive(db, cfg, where, run_id="r", written_before=archive._from_micros(newest))
+    archive.write_archive(db, cfg, where, run_id="r", written_before=clock.from_micros(newest))
     assert archive.read_manifest(where)["rows"] == 2000 and not where.with_name("run.partial").exists()
 
 
@@ -304,33 +306,33 @@ def test_archive_root_defaults_under_the_report_dir(tmp_path):
 # --- the drop -------------------------------------------------------------------------------------
 def test_the_drop_retires_dual_write_then_drops_and_is_audited(db, cfg, ready, restore_schema):
     before = Flags(db, cfg).get(DUAL_WRITE)
-    out = gates.drop_legacy(db, cfg, actor="carol", run_id="manual__9", details={"archive": "x"})
+    out = drop.drop_legacy(db, cfg, actor="carol", run_id="manual__9", details={"archive": "x"})
     assert out == {"table": f"{cfg.keyspace}.settled_trades", "existed": True, "dual_write": RETIRED,
                    "flag_version": before.version + 1}
     assert not legacy_exists(db, cfg)
     flag = Flags(db, cfg).get(DUAL_WRITE)
     assert (flag.value, flag.changed_by, flag.reason) == (
         RETIRED, "carol", "settled_trades dropped by cleanup run manual__9")
-    [entry] = audit(db, cfg, gates.DROPPED)
+    [entry] = audit(db, cfg, drop.DROPPED)
     assert (entry.actor, json.loads(entry.details)["run_id"]) == ("carol", "manual__9")
     assert db.execute(f"SELECT count(*) FROM {cfg.keyspace}.user_trades").one()[0] == 2 * (2000 - 8)
 
-    again = gates.drop_legacy(db, cfg, actor="carol", run_id="manual__9", details={})   # a retry: harmless
+    again = drop.drop_legacy(db, cfg, actor="carol", run_id="manual__9", details={})   # a retry: harmless
     assert (again["existed"], again["flag_version"]) == (False, before.version + 1)
 
     phases.State(db, cfg).mark(phases.CLEANUP, phases.COMPLETED, run_id="manual__9", actor="carol")
-    assert gates.finished(db, cfg).run_id == "manual__9"
+    assert drop.finished(db, cfg).run_id == "manual__9"
 
 
 def test_the_drop_refuses_when_dual_write_moved_back(db, cfg, ready):
     set_flag(db, cfg, DUAL_WRITE, "on")
-    with pytest.raises(gates.GatesFailed,
+    with pytest.raises(GatesFailed,
                        match="dual_write is 'on' .* writes settled_trades again; nothing was dropped"):
-        gates.drop_legacy(db, cfg, actor="carol", run_id="r", details={})
+        drop.drop_legacy(db, cfg, actor="carol", run_id="r", details={})
     assert legacy_exists(db, cfg)
     assert Flags(db, cfg).get(DUAL_WRITE).value == "on"
-    assert audit(db, cfg, gates.DROPPED) == []
-    assert gates.finished(db, cfg) is None
+    assert audit(db, cfg, drop.DROPPED) == []
+    assert drop.finished(db, cfg) is None
 
 
 def test_the_writer_gate_takes_new_only_or_retired(db, cfg, ready):

@@ -28,13 +28,14 @@ from pathlib import Path
 import pytest
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.policies import WhiteListRoundRobinPolicy
-from conftest import ALL_TABLES, REPO
+from conftest import ALL_TABLES, REPO, mark_done
 from expectation import assert_exact
 from testkit import generator
 
 from trade_migration.backfill import copier, plan, summary
-from trade_migration.backfill.copier import Options, RangeTimeout
+from trade_migration.backfill.copier import Options
 from trade_migration.core.config import Config
+from trade_migration.core.errors import RangeTimeout
 from trade_migration.core.session import connect
 from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
 from trade_migration.create_table import schema
@@ -179,6 +180,7 @@ def target(session, source):
     restore(session)
     for table in ("user_trades", "rejected_trades", "backfill_ranges", "parity_runs"):
         session.execute(f"TRUNCATE {KEYSPACE}.{table}", timeout=120)
+    mark_done(session, CFG, "create_table", "dual_write")   # backfill_cli's order guard
     yield session
     restore(session)
 
@@ -258,7 +260,7 @@ def test_a_node_lost_mid_verification_then_retried_batches_conclude_clean(target
     assert_exact(target, KEYSPACE)
     run = parity.plan_run(target, CFG, run_id="node_lost_verify", mode="full", splits=24, narrow=False,
                           recheck_delay=0.2)
-    options = parity.Options(fetch_size=200, concurrency=64, count_concurrency=2, scan_threads=1)
+    options = parity.Options(fetch_size=200, max_in_flight=64, count_concurrency=2, scan_threads=1)
     survey_batches = parity.batches(run, parity.survey_indexes(run), 6)
     results: dict = {"survey": {}, "inspect": {}, "failed": []}
     first_done = threading.Event()   # set once the row-by-row stage has finished its first batch

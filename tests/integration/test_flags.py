@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from trade_migration.core.config import ConfigError
-from trade_migration.state.flags import DUAL_WRITE, READ_PATH, Flag, FlagConflict, Flags
+from trade_migration.core.errors import ConfigError, FlagConflict
+from trade_migration.state.flags import DUAL_WRITE, READ_PATH, Flag, Flags
 from trade_migration.state.phases import State
 from trade_migration.statements.flags import flags_select_all
 

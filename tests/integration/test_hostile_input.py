@@ -22,8 +22,9 @@ from testkit.statements import count_all
 
 from trade_migration import statements
 from trade_migration.backfill import plan
-from trade_migration.cleanup import archive, gates
-from trade_migration.core.config import Config, ConfigError
+from trade_migration.cleanup import archive, drop, gates
+from trade_migration.core.config import Config
+from trade_migration.core.errors import ConfigError
 from trade_migration.create_table import schema
 from trade_migration.dual_write.writer import WriterOptions
 from trade_migration.state import flags, phases
@@ -237,7 +238,7 @@ def test_the_cleanup_drops_settled_trades_of_its_keyspace_and_nothing_else(clust
         Flags(db, victim).set(DUAL_WRITE, "on", actor="pytest", reason="hostile cleanup test")
         Flags(db, victim).set(DUAL_WRITE, NEW_ONLY, actor="pytest", reason="hostile cleanup test")
         hostile = "settled_trades; DROP KEYSPACE " + bystander.keyspace + "; --"
-        result = gates.drop_legacy(db, victim, actor=hostile, run_id=hostile,
+        result = drop.drop_legacy(db, victim, actor=hostile, run_id=hostile,
                                      details={"table": "user_trades", "keyspace": bystander.keyspace, "x": hostile})
         tried("cleanup drop")
         after = schema_snapshot(db)

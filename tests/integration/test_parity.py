@@ -26,19 +26,27 @@ from testkit.statements import delete_symbol, delete_user_trade, insert_symbol
 from testkit.traffic import live_trades, live_traffic, stamped
 
 from trade_migration.backfill import copier, plan
-from trade_migration.core.convert import Reject, convert, row_key
+from trade_migration.core.convert import Reject, convert
+from trade_migration.core.model import SettledTrade, UserTrade
 from trade_migration.core.prepared import prepared
 from trade_migration.core.symbols import load_symbol_ids
 from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange, settled_token, user_trades_token
 from trade_migration.state.flags import DUAL_WRITE, Flags
 from trade_migration.state.ledger import Ledger
 from trade_migration.statements.parity_runs import parity_select_recent
-from trade_migration.statements.settled_trades import count_settled_range, insert_settled, scan_settled
+from trade_migration.statements.settled_trades import (
+    count_settled_range,
+    decode_scanned_trade,
+    insert_settled,
+    scan_settled,
+)
 from trade_migration.statements.user_trades import count_user_trades_range, insert_user_trade, select_user_trade_timed
 from trade_migration.verify import parity, report
+from trade_migration.verify.diffs import MISMATCHED, MISSING, ORPHAN
 from trade_migration.verify.digests import bucket, buckets_of
 from trade_migration.verify.parity_run import ALL, SAMPLED, Scope
-from trade_migration.verify.row_parity import AT_RUN_START, AT_SOURCE_TIME, MISMATCHED, MISSING, ORPHAN, Checker
+from trade_migration.verify.repair import AT_RUN_START, AT_SOURCE_TIME
+from trade_migration.verify.row_parity import Checker
 
 N, SEED, SPLITS = 2000, 77, 8
 LIVE_FIRST = 700_000_000
@@ -65,11 +73,12 @@ def verify(db, cfg, mode: str = "full", **kw):
     return run, parity.run_all(db, cfg, run, batch_count=3)
 
 
-def sources(db, cfg) -> dict[int, tuple]:
-    """trade_id -> (settled row tuple, write time), straight from the table."""
+def sources(db, cfg) -> dict[int, tuple[SettledTrade, int]]:
+    """trade_id -> (settled trade, write time), straight from the table."""
     out = {}
     for r in db.execute(prepared(db, scan_settled(cfg.keyspace)), (MIN_TOKEN, MAX_TOKEN)):
-        out[r[1]] = (tuple(r[1:15]), max(w for w in r[15:] if w is not None))
+        _, trade, written = decode_scanned_trade(r)
+        out[trade.trade_id] = (trade, written)
     return out
 
 
@@ -82,12 +91,12 @@ def user_trade(db, cfg, key: tuple):
     return db.execute(prepared(db, select_user_trade_timed(cfg.keyspace)), key).one()
 
 
-def insert_row(db, cfg, row: tuple) -> None:
+def insert_row(db, cfg, row: UserTrade) -> None:
     db.execute(prepared(db, insert_user_trade(cfg.keyspace)), (*row, int(time.time() * 1e6)))
 
 
-def delete_row(db, cfg, row: tuple) -> None:
-    db.execute(prepared(db, delete_user_trade(cfg.keyspace)), row_key(row))
+def delete_row(db, cfg, row: UserTrade) -> None:
+    db.execute(prepared(db, delete_user_trade(cfg.keyspace)), row.key)
 
 
 # --- the ring, client-side -----------------------------------------------------------------------
@@ -162,17 +171,17 @@ def test_planted_faults_are_found_counted_exactly_and_repaired(db, cfg, tmp_path
     delete_row(db, cfg, rows[t3][1])
     # altered values: 3 mismatched
     ks = cfg.keyspace
-    k4, k5, k6 = row_key(rows[t4][0]), row_key(rows[t5][1]), row_key(rows[t6][0])
+    k4, k5, k6 = rows[t4][0].key, rows[t5][1].key, rows[t6][0].key
     where = "WHERE user_id = %s AND symbol_id = %s AND settled_at = %s AND trade_id = %s AND side = %s"
     db.execute(f"UPDATE {ks}.user_trades SET price = %s {where}", (rows[t4][0][5] + 1, *k4))
     db.execute(f"UPDATE {ks}.user_trades SET fee = %s, is_taker = %s {where}",
                (123_456_789, not rows[t5][1][10], *k5))
     db.execute(f"UPDATE {ks}.user_trades SET matched_at = null {where}", k6)
     # orphans: no trade, a trade that converts to other keys, a rejected trade
-    no_trade = (rows[t7][0][0], *rows[t7][0][1:3], 999_999_999, *rows[t7][0][4:])
-    wrong_user = (424_242, *rows[t8][0][1:])
+    no_trade = rows[t7][0]._replace(trade_id=999_999_999)
+    wrong_user = rows[t8][0]._replace(user_id=424_242)
     rejected_trade = src[reject_id][0]
-    of_reject = (1, 1, rejected_trade[13], reject_id, "BUY", 1, 1, None, None, 2, True, None, 0)
+    of_reject = UserTrade(1, 1, rejected_trade.settled_at, reject_id, "BUY", 1, 1, None, None, 2, True, None, 0)
     for row in (no_trade, wrong_user, of_reject):
         insert_row(db, cfg, row)
     # a symbol removed: its trades become rejects, their rows orphans
@@ -250,12 +259,12 @@ def test_planted_faults_are_found_counted_exactly_and_repaired(db, cfg, tmp_path
                    (t1, "BUY"): AT_RUN_START, (t2, "SELL"): AT_RUN_START, (t3, "BUY"): AT_RUN_START,
                    (t3, "SELL"): AT_RUN_START, (t4, "BUY"): AT_RUN_START, (t5, "SELL"): AT_RUN_START,
                    (t6, "BUY"): AT_RUN_START}
-    assert user_trade(db, cfg, row_key(dual[0]))[14] == settled.write_time
-    assert user_trade(db, cfg, row_key(rows[t1][0]))[14] == run.started_us
+    assert user_trade(db, cfg, dual[0].key)[14] == settled.write_time
+    assert user_trade(db, cfg, rows[t1][0].key)[14] == run.started_us
     for r in (rows[t1][0], rows[t2][1], rows[t3][0], rows[t3][1], rows[t4][0], rows[t5][1], rows[t6][0], *dual):
-        assert tuple(user_trade(db, cfg, row_key(r))[1:14]) == r
+        assert tuple(user_trade(db, cfg, r.key)[1:14]) == r
     for r in (no_trade, wrong_user, of_reject):
-        assert user_trade(db, cfg, row_key(r)) is not None
+        assert user_trade(db, cfg, r.key) is not None
 
     _, after = verify(db, cfg)
     assert (after.total.missing, after.total.mismatched, after.total.orphans) == (0, 0, t.orphans)
@@ -301,7 +310,7 @@ def test_a_sampled_run_checks_its_seeded_ranges_and_the_last_day(db, cfg, tmp_pa
     # a trade settled an hour ago outside the sample, its rows never written
     recent_id = next(t for t in itertools.count(LIVE_FIRST) if not in_chosen(t))
     an_hour_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-    recent = (recent_id, *src[ok[0]][0][1:12], an_hour_ago - timedelta(milliseconds=5), an_hour_ago)
+    recent = SettledTrade(recent_id, *src[ok[0]][0][1:12], an_hour_ago - timedelta(milliseconds=5), an_hour_ago)
     db.execute(prepared(db, insert_settled(cfg.keyspace)), (*recent, int(time.time() * 1e6)))
 
     run, out = verify(db, cfg, SAMPLED, sample_share=0.25, seed=1234)
@@ -337,7 +346,7 @@ def test_writes_after_the_start_are_left_to_the_next_run(db, cfg):
     run = new_run(db, cfg)
     time.sleep(0.01)
     db.execute(f"UPDATE {cfg.keyspace}.user_trades SET price = %s WHERE user_id = %s AND symbol_id = %s"
-               f" AND settled_at = %s AND trade_id = %s AND side = %s", (row[5] + 7, *row_key(row)))
+               f" AND settled_at = %s AND trade_id = %s AND side = %s", (row[5] + 7, *row.key))
     writer = live_traffic(db, cfg, trades_per_second=0, first_trade_id=LIVE_FIRST)
     writer.run(count=5)   # dual_write is off: settled_trades only
     out = parity.run_all(db, cfg, run)

@@ -10,6 +10,7 @@ from testkit.statements import delete_user_trade
 
 from trade_migration.backfill import copier
 from trade_migration.core.convert import Reject, convert
+from trade_migration.core.errors import ReadPathBlocked
 from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
 from trade_migration.read_path.latency import benchmark, format_benchmark, percentile
 from trade_migration.read_path.paths import ReadPaths, order_key, sample_pairs
@@ -17,7 +18,6 @@ from trade_migration.read_path.shadow import (
     EXTRA,
     MISMATCH,
     MISSING,
-    ReadPathBlocked,
     ShadowReport,
     require_clean,
     shadow_compare,

@@ -8,7 +8,13 @@ from testkit import generator
 from trade_migration.core import tokens
 from trade_migration.core.config import STATE_TABLES
 from trade_migration.core.convert import Reject, convert
-from trade_migration.core.model import SETTLED_COLUMNS, USER_TRADE_COLUMNS
+from trade_migration.core.model import (
+    SETTLED_COLUMNS,
+    USER_TRADE_COLUMNS,
+    USER_TRADE_KEY,
+    USER_TRADE_PARTITION,
+    SettledTrade,
+)
 from trade_migration.core.symbols import load_symbol_ids
 from trade_migration.create_table import schema
 from trade_migration.statements.settled_trades import count_settled_range
@@ -29,6 +35,8 @@ def test_schema_files_are_the_contract_tables():
     shape = schema.expected_user_trades()
     assert (shape.partition_key, shape.clustering) == (
         ("user_id", "symbol_id"), (("settled_at", "DESC"), ("trade_id", "DESC"), ("side", "ASC")))
+    assert (shape.partition_key, (*shape.partition_key, *(c for c, _ in shape.clustering))) == (
+        USER_TRADE_PARTITION, USER_TRADE_KEY)
     assert shape.columns == {
         "user_id": "bigint", "symbol_id": "int", "settled_at": "timestamp", "trade_id": "bigint",
         "side": "text", "price": "bigint", "quantity": "bigint", "fee": "bigint", "order_id": "bigint",
@@ -54,6 +62,6 @@ def test_generator_counts_and_reject_mix_are_exact(db, cfg):
     ids = load_symbol_ids(db, cfg.keyspace)
     assert len(ids) == len(generator.symbols())
     rows = db.execute(f"SELECT {', '.join(SETTLED_COLUMNS)} FROM {cfg.keyspace}.settled_trades")
-    got = Counter(o.code for o in (convert(tuple(r), ids) for r in rows) if isinstance(o, Reject))
+    got = Counter(o.code for o in (convert(SettledTrade._make(r), ids) for r in rows) if isinstance(o, Reject))
     assert got == plan.rejects == generator.expected_rejects(n)
     assert sum(got.values()) == 24

@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 
 from trade_migration.core.config import Config
+from trade_migration.core.errors import SchemaDriftError
 from trade_migration.create_table import schema
-from trade_migration.create_table.schema import SchemaDriftError, verify_user_trades
+from trade_migration.create_table.schema import verify_user_trades
 from trade_migration.statements.system import drop_table
 
 

@@ -10,7 +10,7 @@ import trade_migration_plugin as plugin
 from fastapi.testclient import TestClient
 from testkit import synthetic_ledger
 
-from trade_migration.state.ledger import now
+from trade_migration.core.clock import now
 
 
 @pytest.fixture

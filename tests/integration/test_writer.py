@@ -9,8 +9,8 @@ import pytest
 from testkit import generator
 from testkit.traffic import live_trades, live_traffic
 
-from trade_migration.core.convert import Reject, convert, row_key
-from trade_migration.core.model import SETTLED_COLUMNS, USER_TRADE_COLUMNS
+from trade_migration.core.convert import Reject, convert
+from trade_migration.core.model import SETTLED_COLUMNS, USER_TRADE_COLUMNS, SettledTrade, UserTrade
 from trade_migration.core.tokens import settled_token
 from trade_migration.state.flags import DUAL_WRITE, Flags
 from trade_migration.statements.rejected_trades import rejects_select_all
@@ -18,18 +18,21 @@ from trade_migration.statements.rejected_trades import rejects_select_all
 FIRST = 500_000_000
 
 
-def settled(db, cfg) -> dict[int, tuple]:
-    """trade_id -> (row tuple, write time of price)."""
+def settled(db, cfg) -> dict[int, tuple[SettledTrade, int]]:
+    """trade_id -> (row, write time of price)."""
     rows = db.execute(f"SELECT {', '.join(SETTLED_COLUMNS)}, WRITETIME(price) AS wt"
                       f" FROM {cfg.keyspace}.settled_trades")
-    return {r.trade_id: (tuple(r)[:-1], r.wt) for r in rows}
+    return {r.trade_id: (SettledTrade._make(tuple(r)[:-1]), r.wt) for r in rows}
 
 
-def user_trades(db, cfg) -> dict[tuple, tuple]:
-    """primary key -> (row tuple, write time of price)."""
-    rows = db.execute(f"SELECT {', '.join(USER_TRADE_COLUMNS)}, WRITETIME(price) AS wt"
-                      f" FROM {cfg.keyspace}.user_trades")
-    return {row_key(tuple(r)[:-1]): (tuple(r)[:-1], r.wt) for r in rows}
+def user_trades(db, cfg) -> dict[tuple, tuple[UserTrade, int]]:
+    """primary key -> (row, write time of price)."""
+    out = {}
+    for r in db.execute(f"SELECT {', '.join(USER_TRADE_COLUMNS)}, WRITETIME(price) AS wt"
+                        f" FROM {cfg.keyspace}.user_trades"):
+        row = UserTrade._make(tuple(r)[:-1])
+        out[row.key] = (row, r.wt)
+    return out
 
 
 def rejects(db, cfg) -> dict[int, tuple]:
@@ -62,7 +65,7 @@ def test_dual_write_writes_the_converted_rows_with_the_same_timestamp(db, cfg, s
         if isinstance(out, Reject):
             expected_rejects[trade_id] = (settled_token(trade_id), out.reason, "writer")
         else:
-            expected_rows.update({row_key(r): (r, wt) for r in out})
+            expected_rows.update({r.key: (r, wt) for r in out})
     assert len(source) == 500 and stats.settled == 500
     assert len(expected_rejects) == 2          # trades 125 and 375 of the generator's mix
     assert user_trades(db, cfg) == expected_rows
@@ -136,7 +139,7 @@ def test_new_only_writes_user_trades_alone_and_needs_reads_moved(db, cfg):
     """After the switch the writer stops writing settled_trades; the switch needs reads on user_trades."""
     from testkit import generator
 
-    from trade_migration.core.config import ConfigError
+    from trade_migration.core.errors import ConfigError
     from trade_migration.dual_write.writer import SettlementWriter, WriterOptions
     from trade_migration.state.flags import DUAL_WRITE, NEW_ONLY, READ_PATH, Flags, check_writer_switch
 

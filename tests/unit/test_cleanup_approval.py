@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from trade_migration.cleanup import approval, gates
+from trade_migration.core.errors import NotApproved
 
 AT = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
 ALICE = {"id": "alice", "name": "Alice Ops"}
@@ -27,7 +28,7 @@ def test_what_an_answer_means(response, action, line):
     if action == approval.APPROVED:
         assert approval.require_approval(response) == approval.Decision("Approve", "Alice Ops", "alice", AT, False)
     else:
-        with pytest.raises(approval.NotApproved,
+        with pytest.raises(NotApproved,
                            match=re.escape(f"needs a person's Approve in the approval task; found: {line}.")):
             approval.require_approval(response)
 
@@ -36,7 +37,7 @@ def test_an_approve_without_a_person_is_not_an_approval():
     """The timeout default can only be Reject, but an Approve with nobody behind it must not count either."""
     response = {"chosen_options": ["Approve"], "responded_by_user": None, "responded_at": AT, "timedout": True}
     assert not approval.Decision.from_response(response).approved
-    with pytest.raises(approval.NotApproved):
+    with pytest.raises(NotApproved):
         approval.require_approval(response)
 
 

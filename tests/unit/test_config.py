@@ -1,6 +1,7 @@
 import pytest
 
-from trade_migration.core.config import Config, ConfigError, identifier, replication
+from trade_migration.core.config import Config, identifier, replication
+from trade_migration.core.errors import ConfigError
 from trade_migration.statements.system import drop_table
 
 

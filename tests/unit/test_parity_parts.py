@@ -9,6 +9,7 @@ from itertools import pairwise
 import pytest
 
 from trade_migration.core import notify
+from trade_migration.core.settings import PARITY_NOTIFIER
 from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, split_ring
 from trade_migration.verify import parity
 from trade_migration.verify.digests import BUCKETS, Digest, bucket, buckets_of, row_hash
@@ -141,11 +142,11 @@ def test_the_notifier_is_pluggable_and_never_silent(tmp_path, caplog):
                                                        "orphans": 1, "rejected": 4, "repaired": 0}))
     notice = notify.failure_notice(dag_id="d", run_id="r1", reason="task_failure", failed_task="conclude",
                                    report_folder=tmp_path)
-    notify.send(notice, {notify.ENV: f"{__name__}:recorded"})
+    notify.send(notice, {PARITY_NOTIFIER.name: f"{__name__}:recorded"})
     assert recorded.last.subject == "user_trades parity broken: d run r1"
     assert recorded.last.body == (f"reason: task_failure (task conclude)\n"
                                   f"figures: missing 2, mismatched 0, orphans 1, rejected 4, repaired 0\n"
                                   f"report: {tmp_path}")
     with caplog.at_level(logging.ERROR):
-        notify.send(notice, {notify.ENV: "no_such_module_here:notify"})
+        notify.send(notice, {PARITY_NOTIFIER.name: "no_such_module_here:notify"})
     assert "user_trades parity broken: d run r1" in caplog.text   # the log got it anyway

@@ -3,6 +3,9 @@ from datetime import UTC, datetime
 import pytest
 
 from trade_migration.core.convert import REJECT_REASONS, Reject, convert, raw_values
+from trade_migration.core.model import SETTLED_REGULAR, USER_TRADE_REGULAR, SettledTrade
+from trade_migration.statements.settled_trades import ScannedTrade, decode_scanned_trade
+from trade_migration.statements.user_trades import ScannedUserTrade, decode_timed_user_trade
 
 T = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 M = datetime(2026, 1, 2, 3, 4, 4, tzinfo=UTC)
@@ -14,7 +17,7 @@ def trade(**over):
                 buyer_user_id=100, seller_user_id=200, buyer_order_id=11, seller_order_id=22,
                 taker_side="SELL", buyer_fee=5, seller_fee=6, matched_at=M, settled_at=T)
     base.update(over)
-    return tuple(base.values())
+    return SettledTrade(**base)
 
 
 def test_contract_mapping_buyer_and_seller_rows():
@@ -57,3 +60,20 @@ def test_extreme_values_convert_unchanged():
 def test_raw_values_keep_everything_as_text():
     raw = raw_values(trade(price=None))
     assert raw["price"] == "null" and raw["trade_id"] == "7" and len(raw) == 14
+
+
+def test_rows_are_named_and_keyed_by_the_primary_key():
+    buyer, seller = convert(trade(), SYMBOLS)
+    assert (buyer.user_id, buyer.counterparty_user_id, seller.fee) == (100, 200, 6)
+    assert buyer.key == (100, 1, T, 7, "BUY") and seller.key == (200, 1, T, 7, "SELL")
+
+
+def test_scanned_rows_decode_by_the_statements_layout():
+    """A scanned row is the token, the row's columns, then the write times of its regular columns."""
+    t = trade()
+    stamps = (None,) * (len(SETTLED_REGULAR) - 2) + (5, 9)
+    assert decode_scanned_trade((42, *t, *stamps)) == ScannedTrade(42, t, 9)
+    assert decode_scanned_trade((42, *t, *(None,) * len(SETTLED_REGULAR))).written == 0
+    buyer, _ = convert(t, SYMBOLS)
+    stamps = (3,) + (None,) * (len(USER_TRADE_REGULAR) - 1)
+    assert decode_timed_user_trade((-8, *buyer, *stamps)) == ScannedUserTrade(-8, buyer, 3)

@@ -9,37 +9,37 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from cassandra import OperationTimedOut, ReadFailure, ReadTimeout
 from cassandra.cluster import Session
 from cassandra.query import BatchStatement, BatchType
 
+from trade_migration.core.clock import now
 from trade_migration.core.config import Config
 from trade_migration.core.convert import Reject, convert, raw_values
+from trade_migration.core.errors import RangeTimeout
 from trade_migration.core.prepared import prepared
+from trade_migration.core.reads import paged
+from trade_migration.core.settings import FETCH_SIZE, IN_FLIGHT, PAGE_TIMEOUT_S
 from trade_migration.core.symbols import load_symbol_ids
 from trade_migration.core.writes import TRANSIENT as TRANSIENT_ERRORS
 from trade_migration.core.writes import BoundedWriter
-from trade_migration.state.ledger import DONE, FAILED, Ledger, RangeState, now, within
+from trade_migration.state.ledger import DONE, FAILED, Ledger, RangeState, within
 from trade_migration.statements.rejected_trades import reject_insert
-from trade_migration.statements.settled_trades import scan_settled
+from trade_migration.statements.settled_trades import decode_scanned_trade, scan_settled
 from trade_migration.statements.user_trades import insert_user_trade
 
 log = logging.getLogger(__name__)
-WRITETIME_AT = 15  # first WRITETIME column in a scanned row: token + 14 settled columns
 SCAN_TIMEOUTS = (ReadTimeout, ReadFailure, OperationTimedOut)
-
-
-class RangeTimeout(RuntimeError):
-    """A page of a range timed out; the range is re-split before its next attempt."""
 
 
 @dataclass(frozen=True)
 class Options:
-    fetch_size: int = 1000
-    max_in_flight: int = 128
+    fetch_size: int = FETCH_SIZE
+    max_in_flight: int = IN_FLIGHT
     rows_per_second: float = 0.0      # source rows per second for this process; 0 = unlimited
-    page_timeout: float = 60.0        # client-side seconds per page request
+    page_timeout: float = PAGE_TIMEOUT_S   # client-side seconds per page request
     progress_every: float = 30.0      # seconds between progress log lines
     batch_rows: int = 50              # most rows of one partition in one unlogged batch
     bypass_cache: bool = False        # ScyllaDB: scans do not evict the live working set
@@ -80,12 +80,19 @@ def submit_by_partition(writer: BoundedWriter, insert, by_partition: dict, group
             writer.submit(batch, None, group)
 
 
+class _Counts(NamedTuple):
+    """Rows read, written and rejected: up to a checkpoint, or carried over past the last one."""
+    read: int = 0
+    written: int = 0
+    rejected: int = 0
+
+
 class _Page:
     """A page's write group: once acknowledged, the checkpoint and the counts up to it."""
-    __slots__ = ("checkpoint", "read", "written", "rejected")
+    __slots__ = ("checkpoint", "counts")
 
     def __init__(self) -> None:
-        self.checkpoint, self.read, self.written, self.rejected = None, 0, 0, 0
+        self.checkpoint, self.counts = None, _Counts()
 
 
 class RangeCopier:
@@ -120,24 +127,17 @@ class RangeCopier:
 
     def _copy(self, rs: RangeState) -> None:
         writer = BoundedWriter(self.session, self.opt.max_in_flight)
-        start = rs.resume_from
-        future = self.session.execute_async(self.scan, (start, rs.range_end), timeout=self.opt.page_timeout)
         began, read_at_start = time.monotonic(), self.totals.rows_read
-        carry = (0, 0, 0)   # counts of rows after the last checkpoint, not yet in a group
-        while True:
-            rows = future.result().current_rows
-            more = future.has_more_pages
-            if more:
-                future.start_fetching_next_page()   # read ahead while this page is written
-            carry = self._write_page(rs, rows, writer, carry, final=not more)
+        carry = _Counts()   # rows after the last checkpoint, not yet in a group
+        scan = paged(self.session, self.scan, (rs.resume_from, rs.range_end), timeout=self.opt.page_timeout)
+        for rows, last in scan:   # the next page is read while this one is written
+            carry = self._write_page(rs, rows, writer, carry, final=last)
             self._settle(rs, writer.completed())
             self._throttle(self.totals.rows_read - read_at_start, began)
             self._progress()
-            if not more:
-                break
         self._settle(rs, writer.drain())
 
-    def _write_page(self, rs: RangeState, rows, writer: BoundedWriter, carry: tuple, final: bool) -> tuple:
+    def _write_page(self, rs: RangeState, rows, writer: BoundedWriter, carry: _Counts, final: bool) -> _Counts:
         """Submit a page's writes as one group that, once acknowledged, moves the checkpoint.
 
         Rows sharing the page's last token may continue on the next page, so the checkpoint
@@ -145,42 +145,39 @@ class RangeCopier:
         scan re-reads them (writes are idempotent). Returns the counts carried over.
         """
         read, written, rejected = carry
-        tail_token, tail_rows = None, carry
+        tail_token, tail = None, carry   # the counts before the page's last token
         group = _Page()
         writer.open_group(group)
         symbol_ids = self.symbol_ids
         by_partition: dict[tuple, list] = {}
         for row in rows:
-            token = row[0]
+            token, trade, writetime = decode_scanned_trade(row)
             if token != tail_token:
-                tail_token, tail_rows = token, (read, written, rejected)
-            trade = row[1:WRITETIME_AT]
-            stamps = [w for w in row[WRITETIME_AT:] if w is not None]
-            writetime = max(stamps) if stamps else 0
+                tail_token, tail = token, (read, written, rejected)
             out = convert(trade, symbol_ids)
             read += 1
             if isinstance(out, Reject):
-                writer.submit(self.reject, (trade[0], token, out.reason, raw_values(trade),
+                writer.submit(self.reject, (trade.trade_id, token, out.reason, raw_values(trade),
                                             self.opt.source, now()), group)
                 rejected += 1
                 continue
             for urow in out:
-                by_partition.setdefault((urow[0], urow[1]), []).append((*urow, writetime))
+                by_partition.setdefault((urow.user_id, urow.symbol_id), []).append((*urow, writetime))
             written += 2
         submit_by_partition(writer, self.insert, by_partition, group,
                             batch_rows=self.opt.batch_rows, consistency=self.config.write_cl)
-        self.totals.rows_read += read - carry[0]
-        self.totals.rows_written += written - carry[1]
-        self.totals.rows_rejected += rejected - carry[2]
+        self.totals.rows_read += read - carry.read
+        self.totals.rows_written += written - carry.written
+        self.totals.rows_rejected += rejected - carry.rejected
         if final:
-            group.checkpoint, group.read, group.written, group.rejected = rs.range_end, read, written, rejected
-            carry = (0, 0, 0)
-        elif tail_token is not None and tail_rows != carry:
-            group.checkpoint = tail_token - 1
-            group.read, group.written, group.rejected = tail_rows
-            carry = (read - tail_rows[0], written - tail_rows[1], rejected - tail_rows[2])
+            group.checkpoint, group.counts = rs.range_end, _Counts(read, written, rejected)
+            carry = _Counts()
+        elif tail_token is not None and tail != carry:
+            tail = _Counts._make(tail)
+            group.checkpoint, group.counts = tail_token - 1, tail
+            carry = _Counts(read - tail.read, written - tail.written, rejected - tail.rejected)
         else:
-            carry = (read, written, rejected)   # the whole page shares one token
+            carry = _Counts(read, written, rejected)   # the whole page shares one token
         writer.close_group(group)
         return carry
 
@@ -189,9 +186,9 @@ class RangeCopier:
             if page.checkpoint is None:
                 continue
             self.totals.tokens_done += page.checkpoint - rs.resume_from
-            rs.rows_read += page.read
-            rs.rows_written += page.written
-            rs.rows_rejected += page.rejected
+            rs.rows_read += page.counts.read
+            rs.rows_written += page.counts.written
+            rs.rows_rejected += page.counts.rejected
             rs.checkpoint = page.checkpoint
             self.ledger.checkpoint(rs)
 

@@ -5,26 +5,16 @@ import logging
 
 from cassandra.cluster import Session
 
-from trade_migration.core import tokens
-from trade_migration.core.config import LEGACY_TABLE, Config, ConfigError
+from trade_migration.core.config import Config
+from trade_migration.core.errors import ConfigError
+from trade_migration.core.splits import labelled_batches, ring_ranges
 from trade_migration.core.tokens import TokenRange
 from trade_migration.state.ledger import DONE, Ledger, RangeState
 from trade_migration.statements.rejected_trades import reject_insert
 from trade_migration.statements.settled_trades import scan_settled
-from trade_migration.statements.system import SIZE_ESTIMATES
 from trade_migration.statements.user_trades import insert_user_trade
 
 log = logging.getLogger(__name__)
-
-
-def estimated_rows(session: Session, keyspace: str, table: str = LEGACY_TABLE) -> int | None:
-    """The node's own estimate of the table's partitions (system.size_estimates), if any."""
-    try:
-        rows = session.execute(session.prepare(SIZE_ESTIMATES), (keyspace, table))
-    except Exception:  # noqa: BLE001 - estimates are optional (ScyllaDB and old versions differ)
-        return None
-    total = sum(r.partitions_count or 0 for r in rows)
-    return total or None
 
 
 def check_tables(session: Session, keyspace: str) -> None:
@@ -44,13 +34,9 @@ def ensure_ledger(session: Session, config: Config, ledger: Ledger, splits: int 
             log.warning("backfill %s already has a ledger of %d ranges; the splits Param (%d) applies"
                         " only to a new backfill_id", ledger.backfill_id, len(states), splits)
         return states
-    ring = tokens.ring_tokens(session)
-    if splits is None:
-        splits = tokens.default_splits(estimated_rows(session, config.keyspace), len(tokens.cluster_ranges(ring)))
-    ranges = tokens.split_ring(ring, splits)
-    tokens.check_coverage(ranges)
+    ranges = ring_ranges(session, config.keyspace, splits)
     ledger.plan(ranges)
-    log.info("planned %d token ranges aligned to %d cluster ranges", len(ranges), len(tokens.cluster_ranges(ring)))
+    log.info("planned %d token ranges aligned to the cluster's", len(ranges))
     return ledger.load()
 
 
@@ -84,11 +70,7 @@ def select(states: list[RangeState], ledger: Ledger, only: list[str] | None) -> 
 
 def to_batches(work: list[RangeState], count: int, *, seed: str) -> list[dict]:
     """JSON-ready batches for task mapping: a label naming the token span, and its ranges."""
-    out = []
-    for group in tokens.batches([w.token_range for w in work], count, seed=seed):
-        label = group[0].label if len(group) == 1 else f"({group[0].start}, {group[-1].end}] x{len(group)}"
-        out.append({"label": label, "ranges": [[r.start, r.end] for r in group]})
-    return out
+    return labelled_batches([w.token_range for w in work], count, seed=seed, encode=lambda r: [r.start, r.end])
 
 
 def spans(batch: dict) -> list[TokenRange]:

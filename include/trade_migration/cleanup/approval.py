@@ -9,19 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from cassandra.cluster import Session
 
+from trade_migration.core.clock import utc
 from trade_migration.core.config import LEGACY_TABLE, TARGET_TABLE, Config
+from trade_migration.core.errors import NotApproved
 from trade_migration.state import phases
 
 APPROVE, REJECT = "Approve", "Reject"   # the ApprovalOperator's fixed options
 APPROVED, REJECTED, REJECTED_BY_DEFAULT = "approved", "rejected", "rejected by default"
-
-
-class NotApproved(phases.PhaseOrderError):
-    """The archive or drop was reached without a person's Approve; nothing was archived or dropped."""
 
 
 @dataclass(frozen=True)
@@ -39,10 +37,7 @@ class Decision:
         chosen = list(response.get("chosen_options") or [])
         by = response.get("responded_by_user") or {}
         at = response.get("responded_at")
-        if isinstance(at, str):
-            at = datetime.fromisoformat(at)
-        if at is not None and at.tzinfo is None:
-            at = at.replace(tzinfo=UTC)
+        at = utc(datetime.fromisoformat(at) if isinstance(at, str) else at)
         return cls(chosen[0] if len(chosen) == 1 else None, by.get("name"), by.get("id"), at,
                    bool(response.get("timedout")) or not by)
 

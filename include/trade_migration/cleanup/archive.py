@@ -14,25 +14,26 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from cassandra.cluster import Session
-from cassandra.concurrent import execute_concurrent_with_args
 
-from trade_migration.backfill.plan import estimated_rows
-from trade_migration.core import tokens
-from trade_migration.core.config import LEGACY_TABLE, TARGET_TABLE, Config, ConfigError
+from trade_migration.core import clock, tokens
+from trade_migration.core.config import LEGACY_TABLE, TARGET_TABLE, Config
+from trade_migration.core.errors import ArchiveError, ConfigError
 from trade_migration.core.model import SETTLED_COLUMNS
 from trade_migration.core.prepared import prepared
+from trade_migration.core.settings import FETCH_SIZE, report_root
+from trade_migration.core.splits import ring_ranges
 from trade_migration.core.tokens import TokenRange
-from trade_migration.state.ledger import now
-from trade_migration.statements.settled_trades import count_settled_range, scan_settled
-from trade_migration.statements.user_trades import count_user_trades_range
+from trade_migration.statements.settled_trades import decode_scanned_trade, scan_settled
+from trade_migration.verify.counts import range_counts, settled_counts
 
 log = logging.getLogger(__name__)
 
@@ -42,31 +43,25 @@ _TYPES = {"symbol": pa.string(), "taker_side": pa.string(), "matched_at": _TS, "
 SCHEMA = pa.schema([(c, _TYPES.get(c, pa.int64())) for c in SETTLED_COLUMNS] + [(WRITE_TIME, pa.int64())])
 MANIFEST = "manifest.json"
 PARTIAL = ".partial"
-_COLUMNS = len(SETTLED_COLUMNS)   # a scanned row: token, the columns, then write times
-
-
-class ArchiveError(RuntimeError):
-    """The archive does not match the table (or the table is still written); nothing may be dropped."""
+COUNTS_IN_FLIGHT = 16
 
 
 @dataclass(frozen=True)
 class ArchiveOptions:
     parallelism: int = 4        # ranges read and written at once
-    fetch_size: int = 1000      # rows per page
+    fetch_size: int = FETCH_SIZE    # rows per page
     batch_rows: int = 10_000    # rows per Parquet row group
 
 
 # --- where ---------------------------------------------------------------------------------------
-def archive_root(value: str | None, env: dict | None = None) -> Path:
+def archive_root(value: str | None, env: Mapping[str, str] | None = None) -> Path:
     """The archive_dir Param if given (an absolute path, no '..'), else $TM_REPORT_DIR/archive."""
-    env = os.environ if env is None else env
     if value and value.strip():
         raw = value.strip()
         if "\x00" in raw or not os.path.isabs(raw) or ".." in Path(raw).parts or Path(raw) == Path("/"):
             raise ConfigError(f"archive_dir must be an absolute path below / without '..' (got {value!r})")
         return Path(os.path.normpath(raw))
-    base = env.get("TM_REPORT_DIR") or "reports"
-    return Path(base).resolve() / "archive"
+    return report_root(env) / "archive"
 
 
 def run_dir(root: Path, run_id: str) -> Path:
@@ -78,35 +73,11 @@ def run_dir(root: Path, run_id: str) -> Path:
 
 
 # --- counting ------------------------------------------------------------------------------------
-def ring_ranges(session: Session, config: Config, table: str = LEGACY_TABLE) -> list[TokenRange]:
-    """Token ranges aligned to the cluster's, sized from the table's estimate (as the backfill's)."""
-    ring = tokens.ring_tokens(session)
-    splits = tokens.default_splits(estimated_rows(session, config.keyspace, table), len(tokens.cluster_ranges(ring)))
-    return tokens.split_ring(ring, splits)
-
-
-def range_counts(session: Session, cql: str, ranges: list[TokenRange], *, consistency: int,
-                 concurrency: int = 16) -> list[int]:
-    """COUNT(*) of each range, many at once, in the ranges' order."""
-    stmt = prepared(session, cql, consistency=consistency)
-    out = []
-    for ok, result in execute_concurrent_with_args(session, stmt, [(r.start, r.end) for r in ranges],
-                                                   concurrency=concurrency, raise_on_first_error=False):
-        if not ok:
-            raise result
-        out.append(result.one()[0])
-    return out
-
-
 def table_counts(session: Session, config: Config) -> dict:
     """Rows of both tables, each counted by token range in parallel (for the approval's summary)."""
-    ks, cl = config.keyspace, config.read_cl
-    ranges = ring_ranges(session, config)
-    return {
-        LEGACY_TABLE: sum(range_counts(session, count_settled_range(ks), ranges, consistency=cl)),
-        TARGET_TABLE: sum(range_counts(session, count_user_trades_range(ks), ranges, consistency=cl)),
-        "ranges": len(ranges),
-    }
+    ranges = ring_ranges(session, config.keyspace)
+    counts = range_counts(session, config, ranges, concurrency=COUNTS_IN_FLIGHT)
+    return {LEGACY_TABLE: sum(s for s, _ in counts), TARGET_TABLE: sum(t for _, t in counts), "ranges": len(ranges)}
 
 
 # --- writing -------------------------------------------------------------------------------------
@@ -130,9 +101,9 @@ def _archive_range(session: Session, stmt, index: int, rng: TokenRange, director
 
     try:
         for row in session.execute(stmt, (rng.start, rng.end)):
-            times = [t for t in row[1 + _COLUMNS:] if t is not None]
-            written = max(times) if times else None
-            for k, value in enumerate(row[1:1 + _COLUMNS]):
+            _, trade, written = decode_scanned_trade(row)
+            written = written or None   # none when every column is null
+            for k, value in enumerate(trade):
                 columns[k].append(value)
             columns[-1].append(written)
             rows += 1
@@ -156,14 +127,14 @@ def write_archive(session: Session, config: Config, directory: Path, *, run_id: 
     written after it (the moment the settlement service was to stop writing the table, plus its
     flag refresh bound)."""
     ks = config.keyspace
-    ranges = ranges or ring_ranges(session, config)
+    ranges = ranges or ring_ranges(session, config.keyspace)
     tokens.check_coverage(ranges)
     partial = directory.with_name(directory.name + PARTIAL)
     if partial.exists():
         shutil.rmtree(partial)        # an earlier attempt's leftovers; never a complete archive
     partial.mkdir(parents=True)
-    started = now()
-    counts = range_counts(session, count_settled_range(ks), ranges, consistency=config.read_cl)
+    started = clock.now()
+    counts = settled_counts(session, config, ranges, concurrency=COUNTS_IN_FLIGHT)
     scan = prepared(session, scan_settled(ks), consistency=config.read_cl, fetch_size=options.fetch_size)
     with ThreadPoolExecutor(max_workers=options.parallelism, thread_name_prefix="archive") as pool:
         parts = list(pool.map(lambda item: _archive_range(session, scan, item[0], item[1], partial, options),
@@ -176,14 +147,14 @@ def write_archive(session: Session, config: Config, directory: Path, *, run_id: 
                            + "; ".join(f"({p['start']}, {p['end']}]: wrote {p['rows']}, count {p['count']}"
                                        for p in wrong[:10]) + f"; the partial archive is in {partial}")
     newest = max((p["newest_write_time"] for p in parts if p["newest_write_time"] is not None), default=None)
-    if written_before is not None and newest is not None and newest > _micros(written_before):
-        raise ArchiveError(f"{ks}.{LEGACY_TABLE} has rows written at {_from_micros(newest):%Y-%m-%d %H:%M:%S} UTC,"
+    if written_before is not None and newest is not None and newest > clock.micros(written_before):
+        raise ArchiveError(f"{ks}.{LEGACY_TABLE} has rows written at {clock.from_micros(newest):%Y-%m-%d %H:%M:%S} UTC,"
                            f" after {written_before:%Y-%m-%d %H:%M:%S} UTC when the settlement service should have"
                            f" stopped writing it: it still writes {LEGACY_TABLE}; nothing may be dropped")
     manifest = {
         "keyspace": ks, "table": LEGACY_TABLE, "run_id": run_id, "format": "parquet",
         "columns": SCHEMA.names, "write_time": "newest write time of the row's columns, microseconds",
-        "started_at": started.isoformat(), "finished_at": now().isoformat(),
+        "started_at": started.isoformat(), "finished_at": clock.now().isoformat(),
         "rows": sum(p["rows"] for p in parts), "counted": sum(counts),
         "files": sum(1 for p in parts if p["file"]), "ranges": parts,
         "newest_write_time": newest,
@@ -199,11 +170,3 @@ def write_archive(session: Session, config: Config, directory: Path, *, run_id: 
 
 def read_manifest(directory: Path) -> dict:
     return json.loads((Path(directory) / MANIFEST).read_text())
-
-
-def _micros(at: datetime) -> int:
-    return int(at.timestamp() * 1_000_000)
-
-
-def _from_micros(us: int) -> datetime:
-    return datetime.fromtimestamp(us / 1_000_000, UTC)

@@ -1,10 +1,8 @@
-"""Phase 6: the gates before settled_trades may be dropped, and the drop itself.
+"""Phase 6: the gates before settled_trades may be dropped (the drop itself is cleanup.drop).
 
 Dropping the legacy table is the one step of the migration that cannot be undone. Every
 precondition is therefore read from the database (flags, parity runs, the backfill ledger, the
-rejects), reported with its numbers, and checked again right before the drop; the drop itself
-first moves dual_write to 'retired' by compare-and-set, so an operator rolling the writer back
-at the same moment either wins (nothing is dropped) or loses (the rollback is refused).
+rejects), reported with its numbers, and checked again right before the archive and the drop.
 """
 from __future__ import annotations
 
@@ -12,33 +10,29 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from cassandra.cluster import Session
 
 from trade_migration.backfill.summary import backfill_summary
-from trade_migration.core.config import LEGACY_TABLE, Config, ConfigError, identifier
+from trade_migration.core import clock
+from trade_migration.core.config import LEGACY_TABLE, Config, identifier
+from trade_migration.core.errors import ConfigError, GatesFailed
 from trade_migration.core.prepared import prepared
 from trade_migration.state import phases
 from trade_migration.state.flags import DUAL_WRITE, NEW_ONLY, READ_PATH, RETIRED, Flag, Flags
-from trade_migration.state.ledger import Ledger, now
+from trade_migration.state.ledger import Ledger, RangeState
 from trade_migration.statements.parity_runs import parity_select_recent
 from trade_migration.statements.rejected_trades import rejects_select_ids
-from trade_migration.statements.system import drop_table, select_table_name
 
 REQUIRED_DAYS = 30                      # reads on user_trades before the drop, unless overridden
 MAX_PARITY_AGE = timedelta(hours=36)    # the newest parity run may be at most this old
 GOOD_PARITY = ("clean", "repaired")
 ORDER, READS, WRITER, PARITY, BACKFILL, REJECTS = (
     "order", "read_path", "writer", "parity", "backfill", "rejects")
-# audit_log actions of this phase
+# audit_log actions of the gates
 ACK_REJECTS, READ_OVERRIDE = "rejects acknowledged", "read_path override"
-ARCHIVED, ARCHIVE_SKIPPED, DROPPED = "archived", "archive skipped", "dropped"
 AUDIT_SCAN = 100_000                    # audit entries searched for the last acknowledgement
-
-
-class GatesFailed(phases.PhaseOrderError):
-    """A cleanup gate does not pass; nothing was dropped. A retry cannot help: time or a person can."""
 
 
 # --- options -------------------------------------------------------------------------------------
@@ -114,11 +108,6 @@ def _iso(value):
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
-def _utc(at: datetime | None) -> datetime | None:
-    """The driver returns naive UTC timestamps; gates compare aware ones."""
-    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
-
-
 def _age(at: datetime, when: datetime) -> str:
     hours = (when - at).total_seconds() / 3600
     return f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.1f} h"
@@ -166,7 +155,7 @@ def writer_gate(flag: Flag) -> Gate:
 def parity_gate(runs: list, opts: GateOptions, at: datetime) -> Gate:
     """The newest `parity_runs` runs (newest first) are all clean or repaired, the newest recent."""
     want = opts.parity_runs
-    history = [{"started_at": _utc(r.started_at), "run_id": r.run_id, "mode": r.mode, "status": r.status,
+    history = [{"started_at": clock.utc(r.started_at), "run_id": r.run_id, "mode": r.mode, "status": r.status,
                 "rows_checked": r.rows_checked, "missing": r.missing, "mismatched": r.mismatched,
                 "orphans": r.orphans, "repaired": r.repaired, "ranges_checked": r.ranges_checked,
                 "ranges_total": r.ranges_total} for r in runs[:want]]
@@ -233,21 +222,29 @@ def rejects_gate(rejects: list, opts: GateOptions, acknowledged: dict | None) ->
 # --- reading the state ---------------------------------------------------------------------------
 def evaluate(session: Session, config: Config, opts: GateOptions, *, at: datetime | None = None) -> GateReport:
     """Every gate, read from the database now (or at `at`, for the date a gate will pass)."""
-    at = at or now()
-    ks, cl = config.keyspace, config.read_cl
     flags = Flags(session, config)
+    return gate_report(session, config, opts, at=at or clock.now(),
+                       verify=phases.State(session, config).phase(phases.VERIFY),
+                       read_path=flags.get(READ_PATH, serial=True), dual_write=flags.get(DUAL_WRITE, serial=True),
+                       ledger=Ledger(session, config, opts.backfill_id).load())
+
+
+def gate_report(session: Session, config: Config, opts: GateOptions, *, at: datetime,
+                verify: phases.Phase | None, read_path: Flag, dual_write: Flag, ledger: list[RangeState]) -> GateReport:
+    """Every gate, from the phase, flags and ledger the caller read (the status page reads them once
+    for its own figures too) and the parity runs and rejects read here."""
+    ks, cl = config.keyspace, config.read_cl
     runs = list(session.execute(prepared(session, parity_select_recent(ks), consistency=cl),
                                 (opts.parity_runs,)))
     rejects = list(session.execute(prepared(session, rejects_select_ids(ks), consistency=cl)))
-    gates = (
-        order_gate(phases.State(session, config).phase(phases.VERIFY)),
-        read_path_gate(flags.get(READ_PATH, serial=True), opts, at),
-        writer_gate(flags.get(DUAL_WRITE, serial=True)),
+    return GateReport(ks, at, (
+        order_gate(verify),
+        read_path_gate(read_path, opts, at),
+        writer_gate(dual_write),
         parity_gate(runs, opts, at),
-        backfill_gate(opts.backfill_id, Ledger(session, config, opts.backfill_id).load()),
+        backfill_gate(opts.backfill_id, ledger),
         rejects_gate(rejects, opts, last_acknowledgement(session, config) if rejects else None),
-    )
-    return GateReport(ks, at, gates)
+    ))
 
 
 def last_acknowledgement(session: Session, config: Config) -> dict | None:
@@ -271,43 +268,3 @@ def record_overrides(session: Session, config: Config, report: GateReport, opts:
     if opts.acknowledge_rejects.strip() and rejects["count"]:
         state.audit(phases.CLEANUP, ACK_REJECTS, actor=actor, reason=opts.acknowledge_rejects.strip(),
                     details={"run_id": run_id, **rejects})
-
-
-def finished(session: Session, config: Config) -> phases.Phase | None:
-    """The cleanup phase record, if the migration is over (cleanup completed, the table gone)."""
-    phase = phases.State(session, config).phase(phases.CLEANUP)
-    if phase and phase.status == phases.COMPLETED and not table_exists(session, config.keyspace, LEGACY_TABLE):
-        return phase
-    return None
-
-
-def table_exists(session: Session, keyspace: str, table: str) -> bool:
-    return session.execute(prepared(session, select_table_name()), (keyspace, table)).one() is not None
-
-
-# --- the drop ------------------------------------------------------------------------------------
-def drop_legacy(session: Session, config: Config, *, actor: str, run_id: str, details: dict) -> dict:
-    """Retire dual_write (compare-and-set from new_only), then DROP TABLE IF EXISTS settled_trades.
-
-    The table's name comes from config.LEGACY_TABLE only. A dual_write flag that moved away from
-    new_only since the gates were checked stops the drop: the compare-and-set refuses it.
-    """
-    ks = config.keyspace
-    flags = Flags(session, config)
-    seen = flags.get(DUAL_WRITE, serial=True)
-    if seen.value not in (NEW_ONLY, RETIRED):
-        raise GatesFailed(f"dual_write is {seen.value!r} (set by {seen.changed_by} at {seen.changed_at}):"
-                          f" the settlement service writes {LEGACY_TABLE} again; nothing was dropped")
-    flag = flags.set(DUAL_WRITE, RETIRED, actor=actor, expected=seen,
-                     reason=f"{LEGACY_TABLE} dropped by cleanup run {run_id}")
-    existed = table_exists(session, ks, LEGACY_TABLE)
-    session.execute(drop_table(ks, LEGACY_TABLE), timeout=120)
-    if not session.wait_for_schema_agreement(wait_time=60):
-        raise RuntimeError("schema agreement not reached within 60 s after the drop; check the cluster")
-    if table_exists(session, ks, LEGACY_TABLE):
-        raise RuntimeError(f"{ks}.{LEGACY_TABLE} still exists after DROP TABLE")
-    result = {"table": f"{ks}.{LEGACY_TABLE}", "existed": existed, "dual_write": flag.value,
-              "flag_version": flag.version}
-    phases.State(session, config).audit(phases.CLEANUP, DROPPED, actor=actor, reason=f"cleanup run {run_id}",
-                                        details={"run_id": run_id, **result, **details})
-    return result

@@ -6,11 +6,13 @@ pattern before they can reach CQL text, so no free text is ever pasted into a st
 from __future__ import annotations
 
 import json
-import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cassandra import ConsistencyLevel
+
+from trade_migration.core import settings
+from trade_migration.core.errors import ConfigError
 
 IDENTIFIER = re.compile(r"[a-z][a-z0-9_]{0,47}")
 LEGACY_TABLE = "settled_trades"
@@ -19,10 +21,6 @@ TARGET_TABLE = "user_trades"
 STATE_TABLES = ("migration_flags", "migration_phases", "backfill_ranges", "rejected_trades",
                 "parity_runs", "audit_log")
 REPLICATION_CLASSES = {"SimpleStrategy", "NetworkTopologyStrategy"}
-
-
-class ConfigError(ValueError):
-    """A setting is invalid; retrying cannot fix it."""
 
 
 def identifier(value: object, *, what: str) -> str:
@@ -66,16 +64,17 @@ def replication(spec: dict | str) -> dict:
 
 @dataclass(frozen=True)
 class Config:
-    """Where the migration runs. Build it with Config.from_env() or Config(...) in tests."""
+    """Where the migration runs. Build it with Config.from_env() or Config(...) in tests; the
+    defaults are the settings' (core.settings.CONNECTION)."""
 
-    keyspace: str = "trading"
-    contact_points: tuple[str, ...] = ("127.0.0.1",)
-    port: int = 9042
-    replication: dict = field(default_factory=lambda: {"class": "SimpleStrategy", "replication_factor": 1})
-    read_consistency: str = "LOCAL_QUORUM"
-    write_consistency: str = "LOCAL_QUORUM"
-    serial_consistency: str = "LOCAL_SERIAL"
-    local_dc: str | None = None
+    keyspace: str = settings.KEYSPACE.default
+    contact_points: tuple[str, ...] = settings.CONTACT_POINTS.default
+    port: int = settings.PORT.default
+    replication: dict | str = settings.REPLICATION.default     # a JSON text becomes the validated dict
+    read_consistency: str = settings.READ_CONSISTENCY.default
+    write_consistency: str = settings.WRITE_CONSISTENCY.default
+    serial_consistency: str = settings.SERIAL_CONSISTENCY.default
+    local_dc: str | None = settings.LOCAL_DC.default
 
     def __post_init__(self) -> None:
         identifier(self.keyspace, what="keyspace")
@@ -99,20 +98,16 @@ class Config:
 
     @classmethod
     def from_env(cls, env: dict | None = None, **overrides) -> Config:
-        """Read TM_* variables (TM_KEYSPACE, TM_CONTACT_POINTS, TM_REPLICATION, ...)."""
-        env = os.environ if env is None else env
-        kwargs: dict = {}
-        if "TM_KEYSPACE" in env:
-            kwargs["keyspace"] = env["TM_KEYSPACE"]
-        if "TM_CONTACT_POINTS" in env:
-            kwargs["contact_points"] = tuple(p.strip() for p in env["TM_CONTACT_POINTS"].split(",") if p.strip())
-        if "TM_PORT" in env:
-            kwargs["port"] = int(env["TM_PORT"])
-        if "TM_REPLICATION" in env:
-            kwargs["replication"] = env["TM_REPLICATION"]
-        for name in ("read_consistency", "write_consistency", "serial_consistency", "local_dc"):
-            key = "TM_" + name.upper()
-            if key in env:
-                kwargs[name] = env[key]
-        kwargs.update(overrides)
-        return cls(**kwargs)
+        """The TM_* variables (TM_KEYSPACE, TM_CONTACT_POINTS, TM_REPLICATION, ...), then `overrides`."""
+        return cls(**{**{name: s.get(env) for name, s in settings.CONNECTION.items()}, **overrides})
+
+
+def config_from_connection(conn) -> Config:
+    """Keyspace and consistency from an Airflow connection (its schema and extras), else TM_*
+    variables. Any object with `schema` and `extra_dejson` will do: no Airflow import here."""
+    extras = conn.extra_dejson or {}
+    overrides = {"keyspace": identifier(conn.schema, what="connection schema (keyspace)")} if conn.schema else {}
+    for name in ("read_consistency", "write_consistency", "serial_consistency", "local_dc"):
+        if extras.get(name):
+            overrides[name] = extras[name]
+    return Config.from_env(**overrides)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trade_migration.core.settings import PARITY_NOTIFIER
+
 log = logging.getLogger(__name__)
-ENV = "TM_PARITY_NOTIFIER"
 
 
 @dataclass(frozen=True)
@@ -38,19 +38,19 @@ def resolve(path: str | None) -> Notifier:
         return log_notifier
     module, _, name = path.partition(":") if ":" in path else path.rpartition(".")
     if not module or not name:
-        raise ValueError(f"{ENV} must name a callable as 'package.module:function', got {path!r}")
+        raise ValueError(f"{PARITY_NOTIFIER.name} must name a callable as 'package.module:function', got {path!r}")
     target = getattr(importlib.import_module(module), name)
     if not callable(target):
-        raise ValueError(f"{ENV}={path!r} is not callable")
+        raise ValueError(f"{PARITY_NOTIFIER.name}={path!r} is not callable")
     return target
 
 
-def send(notice: Notice, env: dict | None = None) -> None:
-    env = os.environ if env is None else env
+def send(notice: Notice, env: Mapping[str, str] | None = None) -> None:
+    path = PARITY_NOTIFIER.get(env)
     try:
-        resolve(env.get(ENV))(notice)
+        resolve(path)(notice)
     except Exception:  # noqa: BLE001 - the notice must still be seen
-        log.exception("parity notifier %r failed; logging the notice instead", env.get(ENV))
+        log.exception("parity notifier %r failed; logging the notice instead", path)
         log_notifier(notice)
 
 

@@ -6,21 +6,30 @@ from collections.abc import Iterator
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
 
+from trade_migration.core.settings import IN_FLIGHT, PAGE_TIMEOUT_S
 
-def pages(session: Session, stmt, params: tuple, *, timeout: float = 60.0) -> Iterator[list]:
-    """A scan's pages; the next page is requested before the caller works on this one."""
+
+def paged(session: Session, stmt, params: tuple, *, timeout: float = PAGE_TIMEOUT_S) -> Iterator[tuple[list, bool]]:
+    """A scan's pages, each with whether it is the last; the next page is requested before the
+    caller works on this one."""
     future = session.execute_async(stmt, params, timeout=timeout)
     while True:
         rows = future.result().current_rows
         more = future.has_more_pages
         if more:
             future.start_fetching_next_page()
-        yield rows
+        yield rows, not more
         if not more:
             return
 
 
-def lookup(session: Session, stmt, params: list[tuple], *, concurrency: int = 128) -> list:
+def pages(session: Session, stmt, params: tuple, *, timeout: float = PAGE_TIMEOUT_S) -> Iterator[list]:
+    """A scan's pages, read ahead as paged() reads them."""
+    for rows, _ in paged(session, stmt, params, timeout=timeout):
+        yield rows
+
+
+def lookup(session: Session, stmt, params: list[tuple], *, concurrency: int = IN_FLIGHT) -> list:
     """The single row (or None) each parameter tuple selects, in order, `concurrency` in flight."""
     if not params:
         return []
@@ -29,7 +38,7 @@ def lookup(session: Session, stmt, params: list[tuple], *, concurrency: int = 12
     return [result.one() for _, result in results]
 
 
-def execute_all(session: Session, work: list[tuple], *, concurrency: int = 128) -> list:
+def execute_all(session: Session, work: list[tuple], *, concurrency: int = IN_FLIGHT) -> list:
     """Run (statement, params) pairs, `concurrency` in flight; their results in order."""
     if not work:
         return []

@@ -12,11 +12,13 @@ from collections import OrderedDict
 from cassandra import OperationTimedOut, Unavailable, WriteTimeout
 from cassandra.cluster import NoHostAvailable, Session
 
+from trade_migration.core.settings import IN_FLIGHT
+
 TRANSIENT = (WriteTimeout, Unavailable, OperationTimedOut, NoHostAvailable)
 
 
 class BoundedWriter:
-    def __init__(self, session: Session, max_in_flight: int = 128, retries: int = 3):
+    def __init__(self, session: Session, max_in_flight: int = IN_FLIGHT, retries: int = 3):
         self.session = session
         self.retries = retries
         self._slots = threading.BoundedSemaphore(max_in_flight)

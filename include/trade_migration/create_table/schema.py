@@ -9,13 +9,10 @@ from string import Template
 from cassandra.cluster import Session
 
 from trade_migration.core.config import TARGET_TABLE, Config
+from trade_migration.core.errors import SchemaDriftError
 
 # The package data: a link to schema/ at the repository root, so the DDL has one home.
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schema"
-
-
-class SchemaDriftError(RuntimeError):
-    """The live table differs from the expected definition; going on would write wrong rows."""
 
 
 def _replication_literal(replication: dict) -> str:

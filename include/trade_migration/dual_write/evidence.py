@@ -8,19 +8,19 @@ enough recent trades are confirmed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from cassandra.cluster import Session
 
+from trade_migration.core.clock import naive_utc
 from trade_migration.core.config import Config
-from trade_migration.core.convert import SETTLED_AT, TRADE_ID, Reject, convert, row_key
+from trade_migration.core.convert import Reject, convert
+from trade_migration.core.model import SettledTrade
 from trade_migration.core.prepared import prepared
 from trade_migration.core.symbols import load_symbol_ids
 from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN
-from trade_migration.statements.settled_trades import scan_settled
+from trade_migration.statements.settled_trades import decode_scanned_trade, scan_settled
 from trade_migration.statements.user_trades import select_user_trade
-
-SETTLED_END = 15   # a scanned row: token, the 14 settled columns, then write times
 
 
 @dataclass
@@ -40,10 +40,6 @@ class DualWriteCheck:
                 f" missing {self.missing[:20]}")
 
 
-def _naive_utc(at: datetime) -> datetime:
-    return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at
-
-
 def check(session: Session, config: Config, *, since: datetime, start_token: int, want: int = 10,
           scan_rows: int = 100_000) -> DualWriteCheck:
     """Scan from start_token (wrapping) until `want` recent convertible trades are checked or
@@ -52,28 +48,28 @@ def check(session: Session, config: Config, *, since: datetime, start_token: int
     scan = prepared(session, scan_settled(ks), consistency=config.read_cl, fetch_size=5000)
     select = prepared(session, select_user_trade(ks), consistency=config.read_cl)
     symbol_ids = load_symbol_ids(session, ks)
-    since = _naive_utc(since)
+    since = naive_utc(since)
     out = DualWriteCheck()
     for lo, hi in ((start_token, MAX_TOKEN), (MIN_TOKEN, start_token)):
         for row in session.execute(scan, (lo, hi)):
             out.scanned += 1
-            trade = tuple(row[1:SETTLED_END])
-            if trade[SETTLED_AT] is not None and trade[SETTLED_AT] >= since:
+            trade = decode_scanned_trade(row).trade
+            if trade.settled_at is not None and trade.settled_at >= since:
                 _check_trade(session, select, trade, symbol_ids, out)
             if out.found >= want or out.scanned >= scan_rows:
                 return out
     return out
 
 
-def _check_trade(session: Session, select, trade: tuple, symbol_ids: dict, out: DualWriteCheck) -> None:
+def _check_trade(session: Session, select, trade: SettledTrade, symbol_ids: dict, out: DualWriteCheck) -> None:
     rows = convert(trade, symbol_ids)
     if isinstance(rows, Reject):
         out.rejects += 1
         return
     out.found += 1
     for expected in rows:
-        got = session.execute(select, row_key(expected)).one()
+        got = session.execute(select, expected.key).one()
         if got is None or tuple(got) != expected:
-            out.missing.append(trade[TRADE_ID])
+            out.missing.append(trade.trade_id)
             return
     out.confirmed += 1

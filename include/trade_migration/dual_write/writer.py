@@ -15,13 +15,14 @@ from dataclasses import dataclass
 
 from cassandra.cluster import Session
 
+from trade_migration.core.clock import now, now_micros
 from trade_migration.core.config import TARGET_TABLE, Config, identifier
-from trade_migration.core.convert import TRADE_ID, Reject, convert, raw_values
+from trade_migration.core.convert import Reject, convert, raw_values
+from trade_migration.core.model import SettledTrade
 from trade_migration.core.prepared import prepared
 from trade_migration.core.symbols import load_symbol_ids
 from trade_migration.core.tokens import settled_token
 from trade_migration.state.flags import DUAL_WRITE, NEW_ONLY, RETIRED, Flags
-from trade_migration.state.ledger import now
 from trade_migration.statements.rejected_trades import reject_insert
 from trade_migration.statements.settled_trades import insert_settled
 from trade_migration.statements.user_trades import insert_user_trade_into
@@ -95,11 +96,11 @@ class SettlementWriter:
         return self._dual_write
 
     # --- one settlement -----------------------------------------------------------------------
-    def settle(self, trade: tuple, *, write_time: int | None = None) -> Settled:
-        """Write one trade (a SETTLED_COLUMNS tuple). Raises only if the settlement itself fails:
+    def settle(self, trade: SettledTrade, *, write_time: int | None = None) -> Settled:
+        """Write one trade. Raises only if the settlement itself fails:
         settled_trades, or user_trades once it is the only table written (new_only, retired)."""
-        ts = write_time if write_time is not None else time.time_ns() // 1000
-        trade_id = trade[TRADE_ID]
+        ts = write_time if write_time is not None else now_micros()
+        trade_id = trade.trade_id
         mode = self.mode()
         if mode in (NEW_ONLY, RETIRED):
             return self._write_user_trades(trade, ts, "new_only")
@@ -116,9 +117,9 @@ class SettlementWriter:
             log.warning("trade %s settled, but its user_trades write failed: %s", trade_id, self.stats.last_error)
             return Settled(trade_id, ts, True, "dual_write_failed")
 
-    def _write_user_trades(self, trade: tuple, ts: int, outcome: str) -> Settled:
+    def _write_user_trades(self, trade: SettledTrade, ts: int, outcome: str) -> Settled:
         """The trade's two user_trades rows, or its reject, with the settlement's timestamp."""
-        trade_id = trade[TRADE_ID]
+        trade_id = trade.trade_id
         out = convert(trade, self._symbol_ids)
         if isinstance(out, Reject):
             self.session.execute(self.insert_reject, (trade_id, settled_token(trade_id), out.reason,

@@ -4,20 +4,20 @@
 - old: every trade of the user through the buyer and the seller index of settled_trades, then
   filtered by symbol, de-duplicated (a self-trade is found by both), converted and sorted here;
 - new: the first rows of one user_trades partition, already in that order.
-Both return user_trades-shaped rows (USER_TRADE_COLUMNS order), so gateway code can
+Both return user_trades rows (UserTrade), so gateway code can
 swap one for the other and the shadow compare can diff them row by row.
 """
 from __future__ import annotations
 
-import calendar
 import random
 from collections.abc import Collection
-from datetime import datetime
 
 from cassandra.cluster import Session
 
+from trade_migration.core.clock import millis
 from trade_migration.core.config import Config
 from trade_migration.core.convert import Reject, convert
+from trade_migration.core.model import SettledTrade, UserTrade
 from trade_migration.core.prepared import prepared
 from trade_migration.core.symbols import load_symbol_ids
 from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN
@@ -27,14 +27,9 @@ from trade_migration.statements.user_trades import new_user_trades
 DEFAULT_LIMIT = 100   # one page of the gateway's trade history
 
 
-def _ms(at: datetime) -> int:
-    """Epoch milliseconds of a timestamp, naive (the driver's UTC) or aware."""
-    return calendar.timegm(at.utctimetuple()) * 1000 + at.microsecond // 1000
-
-
-def order_key(row: tuple) -> tuple:
+def order_key(row: UserTrade) -> tuple:
     """user_trades clustering order: settled_at DESC, trade_id DESC, side ASC."""
-    return -_ms(row[2]), -row[3], row[4]
+    return -millis(row.settled_at), -row.trade_id, row.side
 
 
 class ReadPaths:
@@ -48,29 +43,29 @@ class ReadPaths:
         self.partition = prepared(session, new_user_trades(ks), consistency=cl)
         self.symbol_ids = load_symbol_ids(session, ks)
 
-    def old(self, user_id: int, symbol: str, limit: int | None = DEFAULT_LIMIT) -> list[tuple]:
+    def old(self, user_id: int, symbol: str, limit: int | None = DEFAULT_LIMIT) -> list[UserTrade]:
         """The old path. Trades that cannot be converted (rejects) are left out, as in user_trades."""
         if symbol not in self.symbol_ids:
             return []
         seen: set[int] = set()
-        rows: list[tuple] = []
+        rows: list[UserTrade] = []
         for stmt in (self.by_buyer, self.by_seller):
             for trade in self.session.execute(stmt, (user_id,)):
                 if trade.symbol != symbol or trade.trade_id in seen:
                     continue
                 seen.add(trade.trade_id)
-                out = convert(tuple(trade), self.symbol_ids)
+                out = convert(SettledTrade._make(trade), self.symbol_ids)
                 if not isinstance(out, Reject):
-                    rows += [r for r in out if r[0] == user_id]
+                    rows += [r for r in out if r.user_id == user_id]
         rows.sort(key=order_key)
         return rows if limit is None else rows[:limit]
 
-    def new(self, user_id: int, symbol: str, limit: int = DEFAULT_LIMIT) -> list[tuple]:
+    def new(self, user_id: int, symbol: str, limit: int = DEFAULT_LIMIT) -> list[UserTrade]:
         """The new path: one partition, LIMIT n, in clustering order."""
         symbol_id = self.symbol_ids.get(symbol)
         if symbol_id is None:
             return []
-        return [tuple(r) for r in self.session.execute(self.partition, (user_id, symbol_id, limit))]
+        return [UserTrade._make(r) for r in self.session.execute(self.partition, (user_id, symbol_id, limit))]
 
 
 def sample_pairs(session: Session, config: Config, count: int, *, seed: int,

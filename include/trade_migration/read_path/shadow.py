@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from trade_migration.core.errors import ReadPathBlocked
 from trade_migration.core.model import USER_TRADE_COLUMNS
 from trade_migration.read_path.paths import DEFAULT_LIMIT, ReadPaths, order_key
 
@@ -75,7 +76,8 @@ def compare_pair(paths: ReadPaths, user_id: int, symbol: str,
     for key in sorted(old_by_key.keys() | new_by_key.keys()):
         a, b = old_by_key.get(key), new_by_key.get(key)
         row = a or b
-        where = dict(user_id=user_id, symbol=symbol, trade_id=row[3], side=row[4], settled_at=row[2].isoformat())
+        where = dict(user_id=user_id, symbol=symbol, trade_id=row.trade_id, side=row.side,
+                     settled_at=row.settled_at.isoformat())
         if b is None:
             diffs.append(Difference(kind=MISSING, **where))
         elif a is None:
@@ -101,13 +103,10 @@ def shadow_compare(paths: ReadPaths, pairs: list[tuple[int, str]], *, limit: int
     if suspects:
         time.sleep(recheck_delay_s)
     for user_id, symbol, diffs in suspects:
-        again = set(compare_pair(paths, user_id, symbol, limit)[1])
-        report.differences += [d for d in diffs if d in again]
+        _, again = compare_pair(paths, user_id, symbol, limit)
+        still = set(again)
+        report.differences += [d for d in diffs if d in still]
     return report
-
-
-class ReadPathBlocked(RuntimeError):
-    """read_path may not move to user_trades: the shadow comparison was not clean."""
 
 
 def require_clean(summary: dict | None, *, override_reason: str = "") -> None:

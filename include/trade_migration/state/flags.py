@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 
 from cassandra.cluster import Session
 
-from trade_migration.core.config import Config, ConfigError
+from trade_migration.core.clock import as_stored, now, utc
+from trade_migration.core.config import Config
+from trade_migration.core.errors import ConfigError, FlagConflict
 from trade_migration.core.prepared import prepared
 from trade_migration.state import phases
-from trade_migration.state.ledger import now
 from trade_migration.statements.flags import flag_compare_and_set, flag_insert_if_absent, flag_select, flags_select_all
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,12 @@ PHASE_STATUS = {
 }
 
 
+def in_effect_from(changed_at: datetime, refresh_bound_s: float) -> datetime:
+    """When a flag change holds for every settlement service: each re-reads the flags within
+    `refresh_bound_s`, so a trade settled later was written under the new value."""
+    return changed_at + timedelta(seconds=refresh_bound_s)
+
+
 def check_writer_switch(value: str, current: dict[str, Flag]) -> None:
     """new_only (the writer stops writing settled_trades) only once reads have moved to
     user_trades and dual writes are on: otherwise trades would vanish from some read path."""
@@ -53,17 +60,6 @@ def check_writer_switch(value: str, current: dict[str, Flag]) -> None:
                           " switch reads to user_trades first (user_trades_read_path)")
     if current[DUAL_WRITE].value not in ("on", NEW_ONLY):
         raise ConfigError(f"dual_write cannot go from {current[DUAL_WRITE].value!r} to {NEW_ONLY!r}; turn it on first")
-
-
-class FlagConflict(RuntimeError):
-    """Someone changed the flag since it was read; nothing was written. Re-read and decide again."""
-
-    def __init__(self, name: str, expected: Flag, current: Flag):
-        self.name, self.expected, self.current = name, expected, current
-        super().__init__(
-            f"flag {name!r} changed concurrently: expected {expected.value!r} (version {expected.version}),"
-            f" found {current.value!r} (version {current.version}) set by {current.changed_by!r}"
-            f" at {current.changed_at} because {current.reason!r}; nothing was changed")
 
 
 @dataclass(frozen=True)
@@ -78,7 +74,7 @@ class Flag:
 
 def _flag(row) -> Flag:
     """A stored row; changed_at as an aware UTC time (the driver returns naive UTC)."""
-    at = row.changed_at.replace(tzinfo=UTC) if row.changed_at else None
+    at = utc(row.changed_at)
     return Flag(row.name, row.value, row.version, at, row.changed_by, row.reason)
 
 
@@ -140,7 +136,7 @@ class Flags:
                         details={"flag": name, "value": value, "version": current.version})
             return current
         at = now()
-        changed_at = at.replace(microsecond=at.microsecond // 1000 * 1000)   # as stored: milliseconds
+        changed_at = as_stored(at)
         stmt = prepared(self.session, flag_compare_and_set(self.ks),
                         consistency=self.config.write_cl, idempotent=False)
         bound = stmt.bind((value, expected.version + 1, changed_at, actor, reason, name,

@@ -6,12 +6,13 @@ the UI page, an engineer with cqlsh) sees the same progress.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from cassandra import OperationTimedOut, WriteTimeout
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
 
+from trade_migration.core.clock import now
 from trade_migration.core.config import Config, identifier
 from trade_migration.core.prepared import prepared
 from trade_migration.core.tokens import TokenRange, divide
@@ -28,10 +29,6 @@ from trade_migration.statements.backfill_ranges import (
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 PLAN_ATTEMPTS = 5
 PLAN_RETRY = (WriteTimeout, OperationTimedOut)   # a compare-and-set whose outcome is unknown
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass

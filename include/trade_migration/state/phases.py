@@ -7,9 +7,10 @@ from datetime import datetime
 
 from cassandra.cluster import Session
 
+from trade_migration.core.clock import now
 from trade_migration.core.config import Config
+from trade_migration.core.errors import PhaseOrderError
 from trade_migration.core.prepared import prepared
-from trade_migration.state.ledger import now
 from trade_migration.statements.audit import audit_insert, audit_select
 from trade_migration.statements.phases import phase_select, phase_upsert, phases_select_all
 
@@ -25,10 +26,6 @@ REQUIRES = {
     CLEANUP: (VERIFY,),
 }
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
-
-
-class PhaseOrderError(RuntimeError):
-    """A phase was started before the phases it builds on completed."""
 
 
 @dataclass
@@ -94,3 +91,9 @@ class State:
 
     def audit_log(self, limit: int = 100) -> list:
         return list(self.session.execute(self._stmt(audit_select(self.ks)), (limit,)))
+
+
+def fail_unfinished(session: Session, config: Config, name: str, *, run_id: str, actor: str) -> bool:
+    """After a run that failed for good (the DAG's teardown, the command line's error path): record
+    `name` failed if that run left it running; True if so."""
+    return State(session, config).fail_unfinished(name, run_id=run_id, actor=actor)

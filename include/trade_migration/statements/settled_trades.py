@@ -1,12 +1,40 @@
 """settled_trades: the backfill's and the verification's scans, lookups, the old read path."""
 from __future__ import annotations
 
-from trade_migration.core.model import SETTLED_COLUMNS
-from trade_migration.statements.text import column_list, in_keyspace, markers, writetimes
+from datetime import datetime
+from typing import NamedTuple
 
-# The source row's write time is the newest write to any of its regular columns.
-_WRITETIME_COLUMNS = SETTLED_COLUMNS[1:]
-_SCANNED = "token(trade_id), " + column_list(SETTLED_COLUMNS) + ", " + writetimes(_WRITETIME_COLUMNS)
+from trade_migration.core.model import SETTLED_COLUMNS, SETTLED_REGULAR, SettledTrade
+from trade_migration.statements.text import column_list, in_keyspace, markers, newest, writetimes
+
+# A scanned row is the token, the trade's columns, then the write times of its regular columns
+# (the source row's write time is the newest of those); the positions follow from that order.
+_SCANNED = "token(trade_id), " + column_list(SETTLED_COLUMNS) + ", " + writetimes(SETTLED_REGULAR)
+_TOKEN = 0
+_TRADE = slice(_TOKEN + 1, _TOKEN + 1 + len(SETTLED_COLUMNS))
+_WRITETIMES = slice(_TRADE.stop, None)
+
+
+class ScannedTrade(NamedTuple):
+    token: int
+    trade: SettledTrade
+    written: int      # the row's newest write time, microseconds (0 if every column is null)
+
+
+def decode_scanned_trade(row) -> ScannedTrade:
+    """A scan_settled or select_settled row, named."""
+    return ScannedTrade(row[_TOKEN], SettledTrade._make(row[_TRADE]), newest(row[_WRITETIMES]))
+
+
+class TradeTime(NamedTuple):
+    """A scan_settled_times row: the columns it selects, in order."""
+    token: int
+    trade_id: int
+    settled_at: datetime | None
+
+
+def decode_trade_time(row) -> TradeTime:
+    return TradeTime._make(row)
 
 
 def scan_settled(keyspace: str, *, bypass_cache: bool = False) -> str:

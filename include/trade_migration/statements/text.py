@@ -1,4 +1,5 @@
-"""How statements are spelled: the keyspace filled in once validated, column and marker lists."""
+"""How statements are spelled: the keyspace filled in once validated, column and marker lists,
+and the write times they select read back."""
 from __future__ import annotations
 
 from trade_migration.core.config import identifier
@@ -19,3 +20,9 @@ def markers(cols: tuple[str, ...]) -> str:
 
 def writetimes(cols: tuple[str, ...]) -> str:
     return ", ".join(f"WRITETIME({c})" for c in cols)
+
+
+def newest(stamps) -> int:
+    """A row's write time: the newest of its columns' WRITETIME (null columns have none; 0 if none has)."""
+    stamps = [s for s in stamps if s is not None]
+    return max(stamps) if stamps else 0

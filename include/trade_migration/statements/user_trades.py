@@ -1,15 +1,31 @@
 """user_trades: the writes every phase makes, the verification's scans and lookups, the new read path."""
 from __future__ import annotations
 
-from trade_migration.core.config import identifier
-from trade_migration.core.model import USER_TRADE_COLUMNS
-from trade_migration.statements.text import column_list, in_keyspace, markers, writetimes
+from typing import NamedTuple
 
-# user_trades' regular columns: an insert writes them all, so their newest write time is the row's.
-_WRITETIME_COLUMNS = USER_TRADE_COLUMNS[5:]
+from trade_migration.core.config import identifier
+from trade_migration.core.model import USER_TRADE_COLUMNS, USER_TRADE_KEY, USER_TRADE_REGULAR, UserTrade
+from trade_migration.statements.text import column_list, in_keyspace, markers, newest, writetimes
+
+# A timed row is the token, the row's columns, then the write times of its regular columns (an
+# insert writes them all, so their newest is the row's); the positions follow from that order.
 _TIMED = ("token(user_id, symbol_id), " + column_list(USER_TRADE_COLUMNS) + ", "
-          + writetimes(_WRITETIME_COLUMNS))
-_KEY = "user_id = ? AND symbol_id = ? AND settled_at = ? AND trade_id = ? AND side = ?"
+          + writetimes(USER_TRADE_REGULAR))
+_TOKEN = 0
+_ROW = slice(_TOKEN + 1, _TOKEN + 1 + len(USER_TRADE_COLUMNS))
+_WRITETIMES = slice(_ROW.stop, None)
+_KEY = " AND ".join(f"{c} = ?" for c in USER_TRADE_KEY)   # binds UserTrade.key
+
+
+class ScannedUserTrade(NamedTuple):
+    token: int
+    row: UserTrade
+    written: int      # the row's newest write time, microseconds
+
+
+def decode_timed_user_trade(row) -> ScannedUserTrade:
+    """A scan_user_trades_timed or select_user_trade_timed row, named."""
+    return ScannedUserTrade(row[_TOKEN], UserTrade._make(row[_ROW]), newest(row[_WRITETIMES]))
 
 
 def insert_user_trade(keyspace: str) -> str:

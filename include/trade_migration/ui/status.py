@@ -2,34 +2,28 @@
 
 Everything is read from the state tables through the modules that own them (phases, flags,
 ledger, cleanup), each table once: the ledger, thousands of rows on a large cluster, is loaded
-a single time and serves both the progress figures and the backfill gate. The gates are the
-cleanup's own gate functions, fed what was read here (gates.evaluate would load the ledger
-again); tests/integration/test_status.py checks they agree with gates.evaluate.
+a single time and serves both the progress figures and the backfill gate. The gates are
+gates.gate_report, fed what was read here (gates.evaluate would load the ledger again);
+tests/integration/test_status.py checks they agree with gates.evaluate.
 """
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from cassandra.cluster import Session
 
 from trade_migration.backfill.summary import backfill_summary
 from trade_migration.cleanup import gates
+from trade_migration.cleanup.drop import table_exists
+from trade_migration.core.clock import now, utc
 from trade_migration.core.config import LEGACY_TABLE, Config, identifier
-from trade_migration.core.prepared import prepared
 from trade_migration.state import phases
 from trade_migration.state.flags import DUAL_WRITE, READ_PATH, Flags
-from trade_migration.state.ledger import DONE, Ledger, now
-from trade_migration.statements.parity_runs import parity_select_recent
-from trade_migration.statements.rejected_trades import rejects_select_ids
+from trade_migration.state.ledger import DONE, Ledger
 
 PHASE_ORDER = tuple(phases.REQUIRES)
 SLOWEST = 10          # slowest done ranges listed
 FAILED_LISTED = 20    # failed ranges listed (all are counted)
-
-
-def _utc(at: datetime | None) -> datetime | None:
-    """The driver returns naive UTC timestamps; the page shows aware ones."""
-    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
 
 
 def phase_rows(records: dict[str, phases.Phase]) -> list[dict]:
@@ -39,8 +33,8 @@ def phase_rows(records: dict[str, phases.Phase]) -> list[dict]:
         rec = records.get(name)
         out.append({"phase": name, "status": rec.status if rec else None,
                     "run_id": rec.run_id if rec else None, "actor": rec.actor if rec else None,
-                    "started_at": _utc(rec.started_at) if rec else None,
-                    "finished_at": _utc(rec.finished_at) if rec else None})
+                    "started_at": utc(rec.started_at) if rec else None,
+                    "finished_at": utc(rec.finished_at) if rec else None})
     return out
 
 
@@ -83,24 +77,14 @@ def migration_status(session: Session, config: Config, *, backfill_id: str = "ma
     """The page's data: phases, flags, backfill progress, parity runs, cleanup gates."""
     at = at or now()
     opts = options or gates.GateOptions(backfill_id=identifier(backfill_id, what="backfill_id"))
-    ks, cl = config.keyspace, config.read_cl
+    ks = config.keyspace
     records = phases.State(session, config).phases()
     flags = Flags(session, config).all()
     states = Ledger(session, config, opts.backfill_id).load()
-    runs = list(session.execute(prepared(session, parity_select_recent(ks), consistency=cl),
-                                (opts.parity_runs,)))
-    rejects = list(session.execute(prepared(session, rejects_select_ids(ks), consistency=cl)))
-    verify = records.get(phases.VERIFY)
-    report = gates.GateReport(ks, at, (
-        gates.order_gate(verify),
-        gates.read_path_gate(flags[READ_PATH], opts, at),
-        gates.writer_gate(flags[DUAL_WRITE]),
-        gates.parity_gate(runs, opts, at),
-        gates.backfill_gate(opts.backfill_id, states),
-        gates.rejects_gate(rejects, opts, gates.last_acknowledgement(session, config) if rejects else None),
-    ))
+    report = gates.gate_report(session, config, opts, at=at, verify=records.get(phases.VERIFY),
+                               read_path=flags[READ_PATH], dual_write=flags[DUAL_WRITE], ledger=states)
     done = records.get(phases.CLEANUP)
-    legacy_exists = gates.table_exists(session, ks, LEGACY_TABLE)
+    legacy_exists = table_exists(session, ks, LEGACY_TABLE)
     reads = report.gate(gates.READS)
     return {
         "keyspace": ks,

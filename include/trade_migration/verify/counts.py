@@ -2,7 +2,7 @@
 
 One COUNT(*) over a whole table is a single coordinator walking the ring alone, and times out on
 big tables; one COUNT(*) per range spreads the work over every replica and can be retried range
-by range.
+by range. Verification counts both tables, the cleanup's archive checks its files against these.
 """
 from __future__ import annotations
 
@@ -11,18 +11,29 @@ from cassandra.cluster import Session
 from trade_migration.core.config import Config
 from trade_migration.core.prepared import prepared
 from trade_migration.core.reads import execute_all
+from trade_migration.core.settings import COUNTS_IN_FLIGHT
 from trade_migration.core.tokens import TokenRange
 from trade_migration.statements.settled_trades import count_settled_range
 from trade_migration.statements.user_trades import count_user_trades_range
 
 
+def _work(session: Session, config: Config, cql: str, ranges: list[TokenRange]) -> list[tuple]:
+    stmt = prepared(session, cql, consistency=config.read_cl)
+    return [(stmt, (r.start, r.end)) for r in ranges]
+
+
+def settled_counts(session: Session, config: Config, ranges: list[TokenRange], *,
+                   concurrency: int = COUNTS_IN_FLIGHT) -> list[int]:
+    """settled_trades rows in each range, in order."""
+    work = _work(session, config, count_settled_range(config.keyspace), ranges)
+    return [rs.one()[0] for rs in execute_all(session, work, concurrency=concurrency)]
+
+
 def range_counts(session: Session, config: Config, ranges: list[TokenRange], *,
-                 concurrency: int = 8) -> list[tuple[int, int]]:
+                 concurrency: int = COUNTS_IN_FLIGHT) -> list[tuple[int, int]]:
     """(settled_trades rows, user_trades rows) in each range, in order."""
     ks = config.keyspace
-    settled = prepared(session, count_settled_range(ks), consistency=config.read_cl)
-    target = prepared(session, count_user_trades_range(ks), consistency=config.read_cl)
-    work = [(settled, (r.start, r.end)) for r in ranges] + [(target, (r.start, r.end)) for r in ranges]
+    work = (_work(session, config, count_settled_range(ks), ranges)
+            + _work(session, config, count_user_trades_range(ks), ranges))
     values = [rs.one()[0] for rs in execute_all(session, work, concurrency=concurrency)]
     return list(zip(values[:len(ranges)], values[len(ranges):], strict=True))
-

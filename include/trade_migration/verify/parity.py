@@ -16,16 +16,19 @@ import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from cassandra.cluster import Session
 
-from trade_migration.backfill import plan as backfill_plan
-from trade_migration.core import tokens
-from trade_migration.core.config import Config, ConfigError
+from trade_migration.core import clock
+from trade_migration.core.config import Config
+from trade_migration.core.errors import ConfigError
 from trade_migration.core.prepared import prepared
+from trade_migration.core.settings import COUNTS_IN_FLIGHT, FETCH_SIZE, IN_FLIGHT, PAGE_TIMEOUT_S
+from trade_migration.core.splits import labelled_batches, ring_ranges
 from trade_migration.statements.flags import flag_select
 from trade_migration.statements.parity_runs import parity_insert
+from trade_migration.verify.diffs import KINDS
 from trade_migration.verify.digests import Digest, buckets_of
 from trade_migration.verify.parity_run import (
     ALL,
@@ -40,9 +43,8 @@ from trade_migration.verify.parity_run import (
     choose,
     derive_seed,
     merge_tallies,
-    micros,
 )
-from trade_migration.verify.row_parity import AT_RUN_START, AT_SOURCE_TIME, KINDS
+from trade_migration.verify.repair import AT_RUN_START, AT_SOURCE_TIME
 from trade_migration.verify.row_parity import inspect as inspect_rows
 from trade_migration.verify.survey import ACTUAL_SOURCE, ACTUAL_TARGET, EXPECTED_SOURCE, EXPECTED_TARGET
 from trade_migration.verify.survey import survey as survey_ranges
@@ -53,18 +55,14 @@ DUAL_WRITE_FLAG = "dual_write"
 SAMPLED_RANGES = 20   # a sampled run without explicit splits cuts the ring so its share is ~this many ranges
 
 
-class ParityBroken(RuntimeError):
-    """user_trades differs from settled_trades (and repair did not, or may not, fix it)."""
-
-
 @dataclass(frozen=True)
 class Options:
     """How hard a task works the cluster; the run's facts live in Run."""
-    fetch_size: int = 1000
-    concurrency: int = 128         # lookups in flight
-    count_concurrency: int = 8     # range counts in flight
-    scan_threads: int = 4          # ranges scanned at once by one task
-    page_timeout: float = 60.0
+    fetch_size: int = FETCH_SIZE
+    max_in_flight: int = IN_FLIGHT     # lookups in flight
+    count_concurrency: int = COUNTS_IN_FLIGHT
+    scan_threads: int = 4              # ranges scanned at once by one task
+    page_timeout: float = PAGE_TIMEOUT_S
 
 
 # --- plan ---------------------------------------------------------------------------------------
@@ -74,17 +72,12 @@ def plan_run(session: Session, config: Config, *, run_id: str, mode: str, seed: 
     """Fix the run's ranges, sample and start time; nothing is read from the tables yet."""
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
-    ring = tokens.ring_tokens(session)
-    if splits is None:
-        splits = tokens.default_splits(backfill_plan.estimated_rows(session, config.keyspace),
-                                       len(tokens.cluster_ranges(ring)))
-        if mode == SAMPLED:   # a share is only as fine as the ranges it picks from
-            splits = min(tokens.MAX_SPLITS, max(splits, math.ceil(SAMPLED_RANGES / sample_share)))
-    ranges = tuple(tokens.split_ring(ring, splits))
-    tokens.check_coverage(list(ranges))
+    # a sample is only as fine as the ranges it picks from
+    at_least = math.ceil(SAMPLED_RANGES / sample_share) if mode == SAMPLED and splits is None else 0
+    ranges = tuple(ring_ranges(session, config.keyspace, splits, at_least=at_least))
     seed = derive_seed(run_id) if seed is None else int(seed)
     chosen = tuple(range(len(ranges))) if mode == FULL else choose(len(ranges), sample_share, seed)
-    return Run(run_id=run_id, started_us=micros(started_at or datetime.now(UTC)), mode=mode, seed=seed,
+    return Run(run_id=run_id, started_us=clock.micros(started_at or clock.now()), mode=mode, seed=seed,
                sample_share=sample_share, ranges=ranges, chosen=chosen, repair=repair, narrow=narrow,
                report_cap=report_cap, recheck_delay=recheck_delay,
                dual_write_since_us=dual_write_since(session, config))
@@ -97,7 +90,7 @@ def dual_write_since(session: Session, config: Config) -> int | None:
                           (DUAL_WRITE_FLAG,)).one()
     if row is None or row.value != "on" or row.changed_at is None:
         return None
-    return micros(row.changed_at.replace(tzinfo=UTC))
+    return clock.micros(row.changed_at)
 
 
 def survey_indexes(run: Run) -> list[int]:
@@ -109,11 +102,7 @@ def survey_indexes(run: Run) -> list[int]:
 def batches(run: Run, indexes: list[int], count: int) -> list[dict]:
     """JSON-ready batches of range indexes for mapped tasks, labelled by their token span."""
     by_range = {run.ranges[i]: i for i in indexes}
-    out = []
-    for group in tokens.batches(list(by_range), count, seed=str(run.seed)):
-        label = group[0].label if len(group) == 1 else f"({group[0].start}, {group[-1].end}] x{len(group)}"
-        out.append({"label": label, "ranges": [by_range[r] for r in group]})
-    return out
+    return labelled_batches(list(by_range), count, seed=str(run.seed), encode=by_range.__getitem__)
 
 
 # --- survey / narrow / inspect ------------------------------------------------------------------
@@ -155,7 +144,7 @@ def narrow(run: Run, surveys: list[dict]) -> Scope:
 def inspect(session: Session, config: Config, run: Run, scope: Scope, indexes: list[int],
             options: Options = Options()) -> dict:
     checker = inspect_rows(session, config, run, scope, indexes, scan_threads=options.scan_threads,
-                           fetch_size=options.fetch_size, concurrency=options.concurrency,
+                           fetch_size=options.fetch_size, concurrency=options.max_in_flight,
                            page_timeout=options.page_timeout)
     return {
         "tallies": {str(i): t.to_json() for i, t in checker.tallies.items()},
@@ -213,7 +202,7 @@ def conclude(run: Run, surveys: list[dict], inspections: list[dict], *, finished
     reasons: Counter = Counter()
     for p in parts:
         reasons.update(p["rejected_by_reason"])
-    finished = micros(finished_at or datetime.now(UTC))
+    finished = clock.micros(finished_at or clock.now())
     return Outcome(
         status=status_of(total, run.repair), tallies=tallies, total=total, diffs=diffs[:run.report_cap],
         rejects=sorted((r for p in parts for r in p["rejects"]), key=lambda r: r["trade_id"])[:run.report_cap],

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import bisect
 import math
-import os
 import random
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from hashlib import blake2b
 
-from trade_migration.core.config import ConfigError
+from trade_migration.core import clock
+from trade_migration.core.errors import ConfigError
+from trade_migration.core.settings import NIGHTLY_MODE
 from trade_migration.core.tokens import TokenRange, user_trades_token
 from trade_migration.verify.digests import BUCKETS, bucket
 
@@ -41,9 +42,9 @@ def default_mode(run_type: str, env: Mapping[str, str] | None = None) -> str:
     with bench/verify_speed.py), set it to full."""
     if str(run_type) not in ("scheduled", "backfill"):
         return FULL
-    mode = (os.environ if env is None else env).get("TM_NIGHTLY_MODE", SAMPLED)
+    mode = NIGHTLY_MODE.get(env)
     if mode not in MODES:
-        raise ConfigError(f"TM_NIGHTLY_MODE must be one of {', '.join(MODES)} (got {mode!r})")
+        raise ConfigError(f"{NIGHTLY_MODE.name} must be one of {', '.join(MODES)} (got {mode!r})")
     return mode
 
 
@@ -53,10 +54,6 @@ def choose(total: int, share: float, seed: int) -> tuple[int, ...]:
         raise ValueError(f"sample_share must be in (0, 1], got {share}")
     k = min(total, max(1, math.ceil(total * share)))
     return tuple(sorted(random.Random(seed).sample(range(total), k)))
-
-
-def micros(at: datetime) -> int:
-    return int(at.timestamp() * 1_000_000)
 
 
 @dataclass(frozen=True)
@@ -80,12 +77,12 @@ class Run:
 
     @property
     def started_at(self) -> datetime:
-        return datetime.fromtimestamp(self.started_us / 1_000_000, UTC)
+        return clock.from_micros(self.started_us)
 
     @cached_property
     def recent_since(self) -> datetime:
         """Naive UTC, as the driver returns settled_at."""
-        return (self.started_at - RECENT).replace(tzinfo=None)
+        return clock.naive_utc(self.started_at - RECENT)
 
     @cached_property
     def _ends(self) -> list[int]:
@@ -132,7 +129,7 @@ class Scope:
         """The expected rows of one trade that this run looks up."""
         if how != CELLS:
             return rows
-        return tuple(r for r in rows if self.in_cell(source_tok, user_trades_token(r[0], r[1])))
+        return tuple(r for r in rows if self.in_cell(source_tok, user_trades_token(r.user_id, r.symbol_id)))
 
     def covers(self, run: Run, source_tok: int, settled_at: datetime | None, target_tok: int) -> bool:
         """Whether the forward check looks this expected row up (then it, not the reverse check,

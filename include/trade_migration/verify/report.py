@@ -9,13 +9,14 @@ from __future__ import annotations
 import csv
 import html
 import json
-import os
 import re
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
+from trade_migration.core import clock
+from trade_migration.core.settings import report_root
 from trade_migration.verify.parity import Outcome
 from trade_migration.verify.parity_run import SAMPLED, Run
 
@@ -24,9 +25,8 @@ DIFF_COLUMNS = ("kind", "direction", "range", "trade_id", "user_id", "symbol_id"
 CHART_COLUMNS = ("missing", "mismatched", "orphans", "repaired", "rejected", "late")
 
 
-def report_dir(run_id: str, base: str | os.PathLike | None = None) -> Path:
-    base = Path(base or os.environ.get("TM_REPORT_DIR") or "reports")
-    return base / "verify" / re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+def report_dir(run_id: str, env: Mapping[str, str] | None = None) -> Path:
+    return report_root(env) / "verify" / re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
 
 
 def origin(run: Run, written_us: int | None) -> str:
@@ -37,7 +37,7 @@ def origin(run: Run, written_us: int | None) -> str:
 
 
 def _when(us: int | None) -> str:
-    return datetime.fromtimestamp(us / 1e6, UTC).isoformat() if us else ""
+    return clock.from_micros(us).isoformat() if us else ""
 
 
 def write(run: Run, outcome: Outcome, directory: Path | None = None) -> dict[str, Path]:

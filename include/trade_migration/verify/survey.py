@@ -15,27 +15,22 @@ from trade_migration.core.config import Config
 from trade_migration.core.convert import Reject, convert
 from trade_migration.core.prepared import prepared
 from trade_migration.core.reads import pages
+from trade_migration.core.settings import COUNTS_IN_FLIGHT, FETCH_SIZE, PAGE_TIMEOUT_S
 from trade_migration.core.symbols import load_symbol_ids
 from trade_migration.core.tokens import settled_token, user_trades_token
-from trade_migration.statements.settled_trades import scan_settled
-from trade_migration.statements.user_trades import scan_user_trades_timed
+from trade_migration.statements.settled_trades import decode_scanned_trade, scan_settled
+from trade_migration.statements.user_trades import decode_timed_user_trade, scan_user_trades_timed
 from trade_migration.verify.counts import range_counts
 from trade_migration.verify.digests import Digest, bucket, row_hash
 from trade_migration.verify.parity_run import FULL, Run, Tally
 
-WRITETIMES_AT = 15        # scan_settled: token, 14 columns, then their write times
-TARGET_WRITETIMES_AT = 14  # scan_user_trades_timed: token, 13 columns, then write times
 EXPECTED_TARGET, EXPECTED_SOURCE, ACTUAL_TARGET, ACTUAL_SOURCE = (
     "expected_target", "expected_source", "actual_target", "actual_source")
 
 
-def newest(stamps) -> int:
-    """A row's write time: the newest of its columns' (null columns have none)."""
-    return max((s for s in stamps if s is not None), default=0)
-
-
-def survey(session: Session, config: Config, run: Run, indexes: list[int], *, fetch_size: int = 1000,
-           count_concurrency: int = 8, scan_threads: int = 4, page_timeout: float = 60.0) -> dict:
+def survey(session: Session, config: Config, run: Run, indexes: list[int], *, fetch_size: int = FETCH_SIZE,
+           count_concurrency: int = COUNTS_IN_FLIGHT, scan_threads: int = 4,
+           page_timeout: float = PAGE_TIMEOUT_S) -> dict:
     """Counts (and in a full, narrowed run the digests) of these ranges, JSON-ready.
 
     Ranges are scanned by `scan_threads` threads: a scan mostly waits for its next page, so
@@ -101,22 +96,22 @@ class _RangeDigest:
         by_target, by_source = part.digests[EXPECTED_TARGET].add, part.digests[EXPECTED_SOURCE].add
         for page in pages(self.session, self.scan_source, (rng.start, rng.end), timeout=self.timeout):
             for row in page:
-                if newest(row[WRITETIMES_AT:]) > t0:
+                token, trade, written = decode_scanned_trade(row)
+                if written > t0:
                     tally.late += 1
                     continue
                 tally.source_rows += 1
-                trade = tuple(row[1:WRITETIMES_AT])
                 out = convert(trade, symbol_ids)
                 if isinstance(out, Reject):
                     tally.rejected += 1
                     part.reasons[out.code] += 1
                     if len(part.rejects) < self.run.report_cap:
-                        part.rejects.append({"range": i, "trade_id": trade[0], "reason": out.reason})
+                        part.rejects.append({"range": i, "trade_id": trade.trade_id, "reason": out.reason})
                     continue
-                source_bucket = bucket(row[0])
+                source_bucket = bucket(token)
                 for urow in out:
                     h = row_hash(urow)
-                    by_target(bucket(user_trades_token(urow[0], urow[1])), h)
+                    by_target(bucket(user_trades_token(urow.user_id, urow.symbol_id)), h)
                     by_source(source_bucket, h)
 
     def user_trades(self, i: int, part: _Part) -> None:
@@ -125,11 +120,11 @@ class _RangeDigest:
         by_target, by_source = part.digests[ACTUAL_TARGET].add, part.digests[ACTUAL_SOURCE].add
         for page in pages(self.session, self.scan_target, (rng.start, rng.end), timeout=self.timeout):
             for row in page:
-                if newest(row[TARGET_WRITETIMES_AT:]) > t0:
+                token, urow, written = decode_timed_user_trade(row)
+                if written > t0:
                     tally.late += 1
                     continue
                 tally.target_rows += 1
-                urow = tuple(row[1:TARGET_WRITETIMES_AT])
                 h = row_hash(urow)
-                by_target(bucket(row[0]), h)
-                by_source(bucket(settled_token(urow[3])), h)
+                by_target(bucket(token), h)
+                by_source(bucket(settled_token(urow.trade_id)), h)

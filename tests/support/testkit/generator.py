@@ -18,6 +18,7 @@ from cassandra.concurrent import execute_concurrent_with_args
 
 from testkit.statements import insert_symbol
 from trade_migration.core.convert import REJECT_REASONS
+from trade_migration.core.model import SettledTrade
 from trade_migration.statements.settled_trades import insert_settled
 
 FIRST_TRADE_ID = 10_000_000
@@ -83,7 +84,7 @@ def _ms(dt: datetime) -> int:
 
 def trades(n: int, seed: int, *, first_id: int = FIRST_TRADE_ID, start: datetime = HISTORY_START,
            span: timedelta = HISTORY_SPAN, plan: Plan | None = None):
-    """Yield (settled_trades row tuple in SETTLED_COLUMNS order, write time in microseconds)."""
+    """Yield (SettledTrade, write time in microseconds)."""
     rng = random.Random(seed)
     markets = [(f"{b}_{q}", ref, ps, qs) for b, q, ref, ps, qs in _MARKETS]
     weights = [1.0 / (k + 1) ** 0.9 for k in range(len(markets))]
@@ -107,41 +108,46 @@ def trades(n: int, seed: int, *, first_id: int = FIRST_TRADE_ID, start: datetime
         settled_ms = base_ms + i * step_ms + rng.randrange(step_ms)
         matched_ms = None if rng.random() < 0.01 else settled_ms - rng.randrange(1, 50)
         trade_id = first_id + i
-        row = [trade_id, trade_id // 8, symbol, price, quantity, buyer, seller,
-               None if rng.random() < 0.005 else trade_id * 2, None if rng.random() < 0.005 else trade_id * 2 + 1,
-               rng.choice(("BUY", "SELL")), None if rng.random() < 0.01 else price * quantity // 10**9,
-               None if rng.random() < 0.01 else price * quantity // 10**9 + 1,
-               datetime.fromtimestamp(matched_ms / 1000, UTC) if matched_ms else None,
-               datetime.fromtimestamp(settled_ms / 1000, UTC)]
+        row = SettledTrade(
+            trade_id=trade_id, output_seq=trade_id // 8, symbol=symbol, price=price, quantity=quantity,
+            buyer_user_id=buyer, seller_user_id=seller,
+            buyer_order_id=None if rng.random() < 0.005 else trade_id * 2,
+            seller_order_id=None if rng.random() < 0.005 else trade_id * 2 + 1,
+            taker_side=rng.choice(("BUY", "SELL")),
+            buyer_fee=None if rng.random() < 0.01 else price * quantity // 10**9,
+            seller_fee=None if rng.random() < 0.01 else price * quantity // 10**9 + 1,
+            matched_at=datetime.fromtimestamp(matched_ms / 1000, UTC) if matched_ms else None,
+            settled_at=datetime.fromtimestamp(settled_ms / 1000, UTC))
         if i % REJECT_PERIOD == REJECT_OFFSET:
             code = REJECT_REASONS[(i // REJECT_PERIOD) % len(REJECT_REASONS)]
-            _break(row, code, rng)
+            row = _break(row, code, rng)
             if plan is not None:
                 plan.rejects[code] += 1
         elif i % SELF_TRADE_PERIOD == 17:
-            row[6] = row[5]
+            row = row._replace(seller_user_id=row.buyer_user_id)
             if plan is not None:
                 plan.self_trades += 1
         if plan is not None:
             plan.trades += 1
-        yield tuple(row), settled_ms * 1000
+        yield row, settled_ms * 1000
 
 
-def _break(row: list, code: str, rng: random.Random) -> None:
+def _break(row: SettledTrade, code: str, rng: random.Random) -> SettledTrade:
+    """The trade with the contract rule `code` broken."""
     if code == "unknown_symbol":
-        row[2] = UNKNOWN_SYMBOL
-    elif code == "null_buyer_user_id":
-        row[5] = None
-    elif code == "null_seller_user_id":
-        row[6] = None
-    elif code == "null_settled_at":
-        row[13] = None
-    elif code == "bad_price":
-        row[3] = rng.choice((None, 0, -row[3]))
-    elif code == "bad_quantity":
-        row[4] = rng.choice((None, 0, -row[4]))
-    elif code == "bad_taker_side":
-        row[9] = rng.choice((None, "buy", "", "BOTH"))
+        return row._replace(symbol=UNKNOWN_SYMBOL)
+    if code == "null_buyer_user_id":
+        return row._replace(buyer_user_id=None)
+    if code == "null_seller_user_id":
+        return row._replace(seller_user_id=None)
+    if code == "null_settled_at":
+        return row._replace(settled_at=None)
+    if code == "bad_price":
+        return row._replace(price=rng.choice((None, 0, -row.price)))
+    if code == "bad_quantity":
+        return row._replace(quantity=rng.choice((None, 0, -row.quantity)))
+    assert code == "bad_taker_side", code
+    return row._replace(taker_side=rng.choice((None, "buy", "", "BOTH")))
 
 
 def write_symbols(session: Session, keyspace: str) -> int:

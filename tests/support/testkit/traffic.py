@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from testkit import generator
 from trade_migration.core.config import Config
-from trade_migration.core.convert import MATCHED_AT, SETTLED_AT, TRADE_ID
+from trade_migration.core.model import SettledTrade
 from trade_migration.dual_write.writer import SettlementWriter, WriterOptions, WriterStats
 
 log = logging.getLogger(__name__)
@@ -24,23 +24,20 @@ LIVE_FIRST_TRADE_ID = 900_000_000   # far above generated history (generator.FIR
 _BLOCK = 10_000                     # generated trades per seed block (a multiple of the reject period)
 
 
-def live_trades(first_id: int, seed: int) -> Iterator[tuple]:
+def live_trades(first_id: int, seed: int) -> Iterator[SettledTrade]:
     """An endless stream of generated trades with new ids (the generator's mix, rejects included)."""
     for k in itertools.count():
         for row, _ in generator.trades(_BLOCK, seed + k, first_id=first_id + k * _BLOCK):
             yield row
 
 
-def stamped(trade: tuple, ns: int) -> tuple:
+def stamped(trade: SettledTrade, ns: int) -> SettledTrade:
     """The trade as settled now: settled_at = now (a null stays null, it is a reject), matched just before."""
-    row = list(trade)
     ms = ns // 1_000_000
     at = datetime.fromtimestamp(ms // 1000, UTC) + timedelta(milliseconds=ms % 1000)
-    if row[SETTLED_AT] is not None:
-        row[SETTLED_AT] = at
-    if row[MATCHED_AT] is not None:
-        row[MATCHED_AT] = at - timedelta(milliseconds=row[TRADE_ID] % 40 + 1)
-    return tuple(row)
+    return trade._replace(
+        settled_at=None if trade.settled_at is None else at,
+        matched_at=None if trade.matched_at is None else at - timedelta(milliseconds=trade.trade_id % 40 + 1))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,59 @@
+"""Phase 4, backfill: start, copy, finish, for the DAG and the command line alike.
+
+start is the order guard (create_table and dual_write completed), the ledger planned or resumed,
+the ranges chosen and the phase recorded running; copy is one batch of ranges; finish summarizes
+the ledger and records the phase completed once every range is done. A run that fails leaves
+the phase failed through fail_unfinished (the DAG's teardown, the command line's error path).
+"""
+from __future__ import annotations
+
+import logging
+
+from cassandra.cluster import Session
+
+from trade_migration.backfill import copier, plan
+from trade_migration.backfill.summary import backfill_summary, format_backfill
+from trade_migration.core.config import Config
+from trade_migration.core.session import is_scylla
+from trade_migration.state import phases
+from trade_migration.state.ledger import Ledger, RangeState
+
+log = logging.getLogger(__name__)
+RECORDED = ("rows_read", "rows_written", "rows_rejected")   # the summary's numbers kept in the phase record
+
+
+def start(session: Session, config: Config, backfill_id: str, *, splits: int | None, ranges: list[str],
+          run_id: str, actor: str, reason: str) -> list[RangeState]:
+    """The ranges this run copies (every unfinished one, or exactly those listed); the phase running."""
+    state = phases.State(session, config)
+    state.require(phases.BACKFILL)
+    ledger = Ledger(session, config, backfill_id)
+    work = plan.select(plan.ensure_ledger(session, config, ledger, splits), ledger, ranges)
+    state.mark(phases.BACKFILL, phases.RUNNING, run_id=run_id, actor=actor, reason=reason,
+               details={"backfill_id": backfill_id, "ranges": len(work)})
+    if not work:
+        log.info("backfill %s is complete: every range is done, nothing to write", backfill_id)
+    return work
+
+
+def copy(session: Session, config: Config, backfill_id: str, spans: list, **options) -> dict:
+    """Copy the ledger's unfinished ranges inside `spans`; `options` are copier.Options' fields."""
+    return copier.run_batch(session, config, backfill_id, spans,
+                            copier.Options(**options, bypass_cache=is_scylla(session)))
+
+
+def finish(session: Session, config: Config, backfill_id: str, *, run_id: str, actor: str, reason: str,
+           require_complete: bool = True) -> dict:
+    """The ledger's summary; the phase completed if every range is done. An unfinished ledger
+    raises RuntimeError when `require_complete` (a run that should have copied it all; a rerun
+    resumes it), else leaves the phase as it is (a run of some ranges, or one of several at once)."""
+    report = backfill_summary(Ledger(session, config, backfill_id).load())
+    log.info("%s", format_backfill(report))
+    if not report["complete"]:
+        if require_complete:
+            raise RuntimeError(f"backfill {backfill_id} is not complete: {report['by_status']}")
+        log.info("backfill %s is not complete yet: phase backfill left as it is", backfill_id)
+        return report
+    phases.State(session, config).mark(phases.BACKFILL, phases.COMPLETED, run_id=run_id, actor=actor,
+                                       reason=reason, details={k: report[k] for k in RECORDED})
+    return report

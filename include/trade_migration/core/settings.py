@@ -1,0 +1,66 @@
+"""Every TM_* environment variable, with its default and what it is for; read here and nowhere else.
+
+Also the defaults of how hard one task works the cluster, which the DAGs' Params, the Options
+classes and the command line share.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+# How hard one task works the cluster (Params, Options and the command line start from these).
+FETCH_SIZE = 1000          # rows per page of a scan
+IN_FLIGHT = 128            # writes (backfill) or key lookups (verify) in flight per task
+PAGE_TIMEOUT_S = 60.0      # client-side seconds per page request
+COUNTS_IN_FLIGHT = 8       # per-range COUNT(*)s in flight per task
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str                                  # the environment variable
+    default: object
+    doc: str
+    parse: Callable[[str], object] = str
+
+    def get(self, env: Mapping[str, str] | None = None) -> object:
+        """The variable's value from `env` (the process environment by default), else the default."""
+        env = os.environ if env is None else env
+        return self.parse(env[self.name]) if self.name in env else self.default
+
+
+def _hosts(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+KEYSPACE = Setting("TM_KEYSPACE", "trading", "keyspace of both tables and the migration's state")
+CONTACT_POINTS = Setting("TM_CONTACT_POINTS", ("127.0.0.1",), "comma-separated hosts (commands and scripts;"
+                         " the DAGs and the page use the Airflow connection)", _hosts)
+PORT = Setting("TM_PORT", 9042, "the native protocol port", int)
+REPLICATION = Setting("TM_REPLICATION", '{"class": "SimpleStrategy", "replication_factor": 1}',
+                      "JSON replication map for a keyspace the schema step creates")
+READ_CONSISTENCY = Setting("TM_READ_CONSISTENCY", "LOCAL_QUORUM", "consistency level of reads")
+WRITE_CONSISTENCY = Setting("TM_WRITE_CONSISTENCY", "LOCAL_QUORUM", "consistency level of writes")
+SERIAL_CONSISTENCY = Setting("TM_SERIAL_CONSISTENCY", "LOCAL_SERIAL", "serial consistency of compare-and-set")
+LOCAL_DC = Setting("TM_LOCAL_DC", None, "the datacenter the driver prefers (none: the driver's choice)")
+CONN_ID = Setting("TM_CONN_ID", "scylla_default", "the Airflow connection the DAGs and the page use")
+REPORT_DIR = Setting("TM_REPORT_DIR", "reports", "where verification reports and the cleanup archive go")
+NIGHTLY_MODE = Setting("TM_NIGHTLY_MODE", "sampled", "full or sampled: the scheduled verification's mode")
+PARITY_NOTIFIER = Setting("TM_PARITY_NOTIFIER", None, "'package.module:function' told of a broken parity"
+                          " run (none: the log)")
+APPROVAL_TIMEOUT_S = Setting("TM_APPROVAL_TIMEOUT_S", 24 * 3600, "seconds the cleanup waits for an answer"
+                             " before Reject is taken by default", int)
+
+REGISTRY = {s.name: s for s in (KEYSPACE, CONTACT_POINTS, PORT, REPLICATION, READ_CONSISTENCY, WRITE_CONSISTENCY,
+                                SERIAL_CONSISTENCY, LOCAL_DC, CONN_ID, REPORT_DIR, NIGHTLY_MODE, PARITY_NOTIFIER,
+                                APPROVAL_TIMEOUT_S)}
+# Config's fields and the variables they come from.
+CONNECTION = {"keyspace": KEYSPACE, "contact_points": CONTACT_POINTS, "port": PORT, "replication": REPLICATION,
+              "read_consistency": READ_CONSISTENCY, "write_consistency": WRITE_CONSISTENCY,
+              "serial_consistency": SERIAL_CONSISTENCY, "local_dc": LOCAL_DC}
+
+
+def report_root(env: Mapping[str, str] | None = None) -> Path:
+    """The absolute folder of reports and archives ($TM_REPORT_DIR; empty or unset: ./reports)."""
+    return Path(REPORT_DIR.get(env) or REPORT_DIR.default).resolve()
