@@ -26,7 +26,7 @@ from trade_migration.read_path.paths import ReadPaths, sample_pairs
 from trade_migration.state import phases
 from trade_migration.state.flags import DUAL_WRITE, READ_PATH, ROLLED_BACK, Flags
 from trade_migration.state.ledger import Ledger
-from trade_migration.statements.flags import flags_select_all
+from trade_migration.statements.flags import flag_select
 from trade_migration.statements.system import drop_table
 
 MY_DAGS = ("user_trades_create_table", "user_trades_dual_write", "user_trades_read_path", "user_trades_migration")
@@ -99,7 +99,7 @@ def test_bad_params_are_refused_before_anything_runs(bag, airflow_conn, db, dag_
 
     with pytest.raises(ParamValidationError, match=field):
         bag.get_dag(dag_id).test(run_conf=conf)
-    assert list(db.execute(flags_select_all(airflow_conn.keyspace))) == []
+    assert list(db.execute(flag_select(airflow_conn.keyspace, every=True))) == []
 
 
 # --- phase 1 --------------------------------------------------------------------------------------
@@ -142,7 +142,7 @@ def test_a_phase_refuses_to_start_before_the_one_it_needs(bag, airflow_conn, db,
     assert task_states(dr)[task_id] == "failed"
     out = capfd.readouterr()
     assert f"PhaseOrderError: {message}" in out.out + out.err
-    assert list(db.execute(flags_select_all(airflow_conn.keyspace))) == []   # nothing changed
+    assert list(db.execute(flag_select(airflow_conn.keyspace, every=True))) == []   # nothing changed
 
 
 # --- phase 2 --------------------------------------------------------------------------------------

@@ -9,11 +9,11 @@ import pytest
 from trade_migration.core.errors import ConfigError, FlagConflict
 from trade_migration.state.flags import DUAL_WRITE, READ_PATH, Flag, Flags
 from trade_migration.state.phases import State
-from trade_migration.statements.flags import flags_select_all
+from trade_migration.statements.flags import flag_select
 
 
 def flag_rows(db, cfg) -> list:
-    return list(db.execute(flags_select_all(cfg.keyspace)))
+    return list(db.execute(flag_select(cfg.keyspace, every=True)))
 
 
 def changes(db, cfg) -> list:

@@ -18,7 +18,7 @@ from trade_migration.core.config import Config
 from trade_migration.core.errors import ConfigError, FlagConflict
 from trade_migration.core.prepared import prepared
 from trade_migration.state import phases
-from trade_migration.statements.flags import flag_compare_and_set, flag_insert_if_absent, flag_select, flags_select_all
+from trade_migration.statements.flags import flag_compare_and_set, flag_insert_if_absent, flag_select
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class Flags:
         return _flag(row) if row is not None else Flag(name, DEFAULTS[name], 0)
 
     def all(self) -> dict[str, Flag]:
-        rows = self.session.execute(prepared(self.session, flags_select_all(self.ks),
+        rows = self.session.execute(prepared(self.session, flag_select(self.ks, every=True),
                                              consistency=self.config.read_cl))
         found = {r.name: _flag(r) for r in rows if r.name in VALUES}
         return {name: found.get(name, Flag(name, DEFAULTS[name], 0)) for name in VALUES}

@@ -12,7 +12,7 @@ from trade_migration.core.config import Config
 from trade_migration.core.errors import PhaseOrderError
 from trade_migration.core.prepared import prepared
 from trade_migration.statements.audit import audit_insert, audit_select
-from trade_migration.statements.phases import phase_select, phase_upsert, phases_select_all
+from trade_migration.statements.phases import phase_select, phase_upsert
 
 CREATE_TABLE, DUAL_WRITE, READ_PATH, BACKFILL, VERIFY, CLEANUP = (
     "create_table", "dual_write", "read_path", "backfill", "verify", "cleanup")
@@ -51,7 +51,7 @@ class State:
         return Phase(**row._asdict()) if row else None
 
     def phases(self) -> dict[str, Phase]:
-        rows = self.session.execute(self._stmt(phases_select_all(self.ks)))
+        rows = self.session.execute(self._stmt(phase_select(self.ks, every=True)))
         return {r.phase: Phase(**{**r._asdict(), "details": dict(r.details or {})}) for r in rows}
 
     def require(self, name: str) -> None:

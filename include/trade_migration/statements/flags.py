@@ -1,7 +1,7 @@
 """migration_flags: the dual_write and read_path flags, changed only by compare-and-set."""
 from __future__ import annotations
 
-from trade_migration.statements.text import in_keyspace
+from trade_migration.statements.text import in_keyspace, select_from
 
 _COLUMNS = "name, value, version, changed_at, changed_by, reason"
 
@@ -16,9 +16,6 @@ def flag_compare_and_set(keyspace: str) -> str:
                        " reason = ? WHERE name = ? IF value = ? AND version = ?", keyspace)
 
 
-def flag_select(keyspace: str) -> str:
-    return in_keyspace("SELECT " + _COLUMNS + " FROM {ks}.migration_flags WHERE name = ?", keyspace)
-
-
-def flags_select_all(keyspace: str) -> str:
-    return in_keyspace("SELECT " + _COLUMNS + " FROM {ks}.migration_flags", keyspace)
+def flag_select(keyspace: str, *, every: bool = False) -> str:
+    """One flag by name, or every flag."""
+    return select_from(_COLUMNS, "migration_flags", keyspace, "" if every else "name = ?")

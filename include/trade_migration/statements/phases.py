@@ -1,7 +1,7 @@
 """migration_phases: one record per phase (status, run, who, when)."""
 from __future__ import annotations
 
-from trade_migration.statements.text import in_keyspace
+from trade_migration.statements.text import in_keyspace, select_from
 
 _COLUMNS = "phase, status, run_id, actor, started_at, finished_at, details"
 
@@ -11,9 +11,6 @@ def phase_upsert(keyspace: str) -> str:
                        " finished_at = ?, details = details + ? WHERE phase = ?", keyspace)
 
 
-def phase_select(keyspace: str) -> str:
-    return in_keyspace("SELECT " + _COLUMNS + " FROM {ks}.migration_phases WHERE phase = ?", keyspace)
-
-
-def phases_select_all(keyspace: str) -> str:
-    return in_keyspace("SELECT " + _COLUMNS + " FROM {ks}.migration_phases", keyspace)
+def phase_select(keyspace: str, *, every: bool = False) -> str:
+    """One phase by phase, or every phase."""
+    return select_from(_COLUMNS, "migration_phases", keyspace, "" if every else "phase = ?")

@@ -10,6 +10,11 @@ def in_keyspace(template: str, keyspace: str) -> str:
     return template.format(ks=identifier(keyspace, what="keyspace"))
 
 
+def select_from(columns: str, table: str, keyspace: str, where: str = "") -> str:
+    """SELECT columns FROM keyspace.table [WHERE ...]; columns, table and where are the caller's constants."""
+    return in_keyspace(f"SELECT {columns} FROM {{ks}}.{table}" + (f" WHERE {where}" if where else ""), keyspace)
+
+
 def column_list(cols: tuple[str, ...]) -> str:
     return ", ".join(cols)
 

@@ -88,6 +88,15 @@ class Run:
     def _ends(self) -> list[int]:
         return [r.end for r in self.ranges]
 
+    def before_start(self, rows, decode, tally: Tally, *, counting: bool = True):
+        """The decoded rows written before the run started; a later one is the next run's, counted late."""
+        for row in rows:
+            scanned = decode(row)
+            if scanned.written > self.started_us:
+                tally.late += int(counting)
+                continue
+            yield scanned
+
     def range_index(self, token: int) -> int:
         return bisect.bisect_left(self._ends, token)
 

@@ -104,11 +104,7 @@ class Checker:
         """Differences of these settled_trades rows (scan_settled shape); counting on the first look."""
         t0, tally = self.run.started_us, self.tally(i)
         wanted = []
-        for row in rows:
-            token, trade, written = decode_scanned_trade(row)
-            if written > t0:
-                tally.late += int(counting)
-                continue
+        for token, trade, written in self.run.before_start(rows, decode_scanned_trade, tally, counting=counting):
             out = convert(trade, self.symbol_ids)
             if counting:
                 tally.source_rows += 1
@@ -144,11 +140,7 @@ class Checker:
         user_trades rows (scan_user_trades_timed shape)."""
         t0, tally = self.run.started_us, self.tally(i)
         keep = []
-        for row in rows:
-            tgt_tok, urow, written = decode_timed_user_trade(row)
-            if written > t0:
-                tally.late += int(counting)
-                continue
+        for tgt_tok, urow, _ in self.run.before_start(rows, decode_timed_user_trade, tally, counting=counting):
             src_tok = settled_token(urow.trade_id)
             if how == CELLS and not self.scope.in_cell(src_tok, tgt_tok):
                 continue

@@ -92,14 +92,10 @@ class _RangeDigest:
 
     def settled(self, i: int, part: _Part) -> None:
         """Expected rows: every in-scope trade converted, as the backfill converts it."""
-        rng, tally, t0, symbol_ids = self.run.ranges[i], part.tally, self.run.started_us, self.symbol_ids
+        rng, tally, symbol_ids = self.run.ranges[i], part.tally, self.symbol_ids
         by_target, by_source = part.digests[EXPECTED_TARGET].add, part.digests[EXPECTED_SOURCE].add
         for page in pages(self.session, self.scan_source, (rng.start, rng.end), timeout=self.timeout):
-            for row in page:
-                token, trade, written = decode_scanned_trade(row)
-                if written > t0:
-                    tally.late += 1
-                    continue
+            for token, trade, _ in self.run.before_start(page, decode_scanned_trade, tally):
                 tally.source_rows += 1
                 out = convert(trade, symbol_ids)
                 if isinstance(out, Reject):
@@ -116,14 +112,10 @@ class _RangeDigest:
 
     def user_trades(self, i: int, part: _Part) -> None:
         """Actual rows, each under its own token and under its trade's settled_trades token."""
-        rng, tally, t0 = self.run.ranges[i], part.tally, self.run.started_us
+        rng, tally = self.run.ranges[i], part.tally
         by_target, by_source = part.digests[ACTUAL_TARGET].add, part.digests[ACTUAL_SOURCE].add
         for page in pages(self.session, self.scan_target, (rng.start, rng.end), timeout=self.timeout):
-            for row in page:
-                token, urow, written = decode_timed_user_trade(row)
-                if written > t0:
-                    tally.late += 1
-                    continue
+            for token, urow, _ in self.run.before_start(page, decode_timed_user_trade, tally):
                 tally.target_rows += 1
                 h = row_hash(urow)
                 by_target(bucket(token), h)
