@@ -1,7 +1,10 @@
 """user_trades: the writes every phase makes, the verification's scans and lookups, the new read path."""
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import NamedTuple
+
+from cassandra.query import UNSET_VALUE
 
 from trade_migration.core.config import identifier
 from trade_migration.core.model import USER_TRADE_COLUMNS, USER_TRADE_KEY, USER_TRADE_REGULAR, UserTrade
@@ -31,6 +34,15 @@ def decode_timed_user_trade(row) -> ScannedUserTrade:
 def insert_user_trade(keyspace: str) -> str:
     """One row, at the write time given (the source row's, or the settlement's)."""
     return insert_user_trade_into(keyspace, "user_trades")
+
+
+def insert_values(row: UserTrade, write_time: int, *, clear: Collection[str] = ()) -> tuple:
+    """Bind values for insert_user_trade(_into): a null column is left unset, so the insert writes
+    no tombstone into the table the gateway reads, unless it is named in `clear` (a value that
+    must go: a correction or a repair of a column that is null at the source)."""
+    return (*(UNSET_VALUE if v is None and name not in clear else v for name, v in zip(USER_TRADE_COLUMNS, row,
+                                                                                      strict=True)),
+            write_time)
 
 
 def insert_user_trade_into(keyspace: str, table: str) -> str:
