@@ -6,7 +6,7 @@ SCYLLA_DRIVER := $(shell sed -n 's/^scylla-driver==//p' requirements.txt)
 RUN := bin/airflow-env
 PYTEST_ARGS ?=
 
-.PHONY: venv db-up db-down db-status airflow-init browser demo lint test test-unit bench clean
+.PHONY: venv db-up db-down db-status airflow-init browser demo lint test test-unit bench live-day clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt pyproject.toml tests/support/pyproject.toml
@@ -61,6 +61,10 @@ bench: venv db-up
 	$(RUN) python bench/read_latency.py --trades $(BENCH_TRADES) --users $(BENCH_USERS) --keyspace bench
 	$(RUN) python bench/verify_speed.py --trades $(BENCH_TRADES) --keyspace bench
 	$(RUN) python bench/status_page.py
+
+# The live-exchange acceptance run (bench/live_day.py): keyspace live_day, left in place.
+live-day: venv db-up airflow-init
+	$(RUN) python bench/live_day.py
 
 clean:
 	scripts/cassandra/cassandra.sh wipe

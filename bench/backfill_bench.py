@@ -93,7 +93,7 @@ def ready_rows(session, ks, limit):
     scan = prepared(session, scan_settled(ks), fetch_size=FETCH_SIZE)
     out = []
     for row in session.execute(scan, (tokens.MIN_TOKEN, tokens.MAX_TOKEN)):
-        _, trade, written = decode_scanned_trade(row)
+        _, trade, written, _ = decode_scanned_trade(row)
         converted = convert(trade, symbol_ids)
         if not isinstance(converted, Reject):
             out += [(urow, written) for urow in converted]

@@ -21,6 +21,7 @@ from migration_common import (
 )
 
 from trade_migration.backfill import phase, plan
+from trade_migration.backfill.ttl import REFUSE, TTL_POLICIES
 from trade_migration.core.settings import FETCH_SIZE, IN_FLIGHT, PAGE_TIMEOUT_S
 from trade_migration.state.phases import BACKFILL
 
@@ -47,6 +48,10 @@ MAX_PARALLEL = 16
         "rows_per_second": Param(0, type="integer", minimum=0,
                                  description="Source rows/s for the whole run (0: unlimited)."),
         "page_timeout_s": Param(PAGE_TIMEOUT_S, type="number", minimum=0.001, maximum=600),
+        "ttl_policy": Param(REFUSE, type="string", enum=list(TTL_POLICIES),
+                            description="A settled_trades row with a TTL: 'refuse' fails the run (at once when the"
+                                        " table has a default TTL) so a person decides; 'preserve' gives both of"
+                                        " its user_trades rows the seconds it has left, so they expire with it."),
         **who_and_why(),
     },
 )
@@ -57,7 +62,7 @@ def user_trades_backfill():
         p = text_params(ctx["params"])
         with cassandra() as (session, config):
             work = phase.start(session, config, p["backfill_id"], splits=p["splits"], ranges=p["ranges"],
-                               **run_by(ctx))
+                               ttl_policy=p["ttl_policy"], **run_by(ctx))
         batches = plan.to_batches(work, p["parallelism"], seed=p["backfill_id"])
         log.info("%d ranges to copy in %d batches", len(work), len(batches))
         return batches
@@ -70,7 +75,7 @@ def user_trades_backfill():
         with cassandra() as (session, config):
             return phase.copy(session, config, p["backfill_id"], plan.spans(batch), fetch_size=p["fetch_size"],
                               max_in_flight=p["max_in_flight"], page_timeout=p["page_timeout_s"],
-                              rows_per_second=p["rows_per_second"] / p["parallelism"])
+                              rows_per_second=p["rows_per_second"] / p["parallelism"], ttl_policy=p["ttl_policy"])
 
     @task(outlets=[BACKFILL_DONE], trigger_rule="none_failed")
     def summarize() -> dict:

@@ -1,14 +1,17 @@
 """Phase 5: verify user_trades against settled_trades, nightly at 02:00 UTC and after each backfill.
 
-Reading order: plan (the guard; mode, sample and start time fixed) -> survey (one mapped task per
-batch of token ranges: counts, and in a full run digests) -> narrow (which ranges need a row-by-row
-look) -> inspect (mapped: row parity in both directions, recheck, repair) -> conclude (the
-parity_runs row, the report, the phase record). A broken result fails the run and calls the
-notifier named by TM_PARITY_NOTIFIER (the log by default).
+Reading order: plan (the guard; mode, sample, policy and start time fixed) -> heal (failed dual
+writes finished, when the run repairs) -> survey (one mapped task per batch of token ranges:
+counts, and in a full run digests) -> narrow (which ranges need a row-by-row look) -> inspect
+(mapped: row parity in both directions, recheck, repair) -> resolve (confirmed orphans deleted,
+when the run resolves them) -> conclude (the parity_runs row, the report, the phase record).
+A broken result fails the run and calls the notifier named by TM_PARITY_NOTIFIER (the log by
+default); so does a good one that healed, repaired or resolved anything.
 
-With no mode given, the nightly schedule runs TM_NIGHTLY_MODE (sampled unless set) and any other
-run (manual, after a backfill) checks everything: Param defaults apply to every run, so the
-choice is made from the run's type.
+What a Param left empty means depends on the run's type (Param defaults apply to every run): the
+nightly schedule runs TM_NIGHTLY_MODE (sampled unless set), heals and repairs unless
+TM_NIGHTLY_REPAIR is off, and resolves orphans unless TM_NIGHTLY_RESOLVE_ORPHANS is off; any
+other run (manual, after a backfill) checks everything and changes nothing.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ from trade_migration.core import notify
 from trade_migration.core.settings import FETCH_SIZE, IN_FLIGHT
 from trade_migration.state.phases import VERIFY
 from trade_migration.verify import parity, phase, report
-from trade_migration.verify.parity_run import MODES, Run, Scope
+from trade_migration.verify.parity_run import MAX_RESOLVED, MODES, Run, Scope
 
 log = logging.getLogger(__name__)
 # The backfill's outlet (user_trades_backfill.BACKFILL_DONE). Importing it from that DAG file would
@@ -79,9 +82,17 @@ def _options(p: dict) -> parity.Options:
                               description="Share of token ranges a sampled run checks row by row."),
         "seed": Param(None, type=["null", "integer"], minimum=0, maximum=2**63 - 1,
                       description="Seed of the sample; empty: derived from the run id. Recorded either way."),
-        "repair": Param(False, type="boolean",
-                        description="Rewrite missing and mismatched rows from settled_trades (orphans are"
-                                    " only reported)."),
+        "repair": Param(None, type=["null", "boolean"],
+                        description="Heal failed dual writes, then rewrite missing and mismatched rows from"
+                                    " settled_trades. Empty: TM_NIGHTLY_REPAIR (on) for the nightly schedule,"
+                                    " off otherwise."),
+        "resolve_orphans": Param(None, type=["null", "boolean"],
+                                 description="Delete the orphans the run confirms (rows no trade explains), each"
+                                             " after a last look, audited. Empty: TM_NIGHTLY_RESOLVE_ORPHANS (on)"
+                                             " for the nightly schedule, off otherwise."),
+        "resolve_limit": Param(MAX_RESOLVED, type="integer", minimum=1, maximum=100_000,
+                               description="More confirmed orphans than this and the run deletes none (a lost"
+                                           " settled_trades looks like a table of orphans)."),
         "splits": Param(None, type=["null", "integer"], minimum=1, maximum=8192,
                         description="Token ranges (empty: from the table's size estimate)."),
         "parallelism": Param(4, type="integer", minimum=1, maximum=MAX_PARALLEL,
@@ -108,10 +119,17 @@ def user_trades_verify():
             run, batches = phase.start(
                 session, config, mode=p["mode"], run_type=_run_type(ctx), parallelism=p["parallelism"],
                 seed=p["seed"], sample_share=p["sample_share"], splits=p["splits"], repair=p["repair"],
-                exhaustive=p["exhaustive"], report_cap=p["report_cap"], recheck_delay_s=p["recheck_delay_s"],
+                resolve_orphans=p["resolve_orphans"], resolve_limit=p["resolve_limit"], exhaustive=p["exhaustive"],
+                report_cap=p["report_cap"], recheck_delay_s=p["recheck_delay_s"],
                 **run_by(ctx))
         ctx["ti"].xcom_push(key="run", value=run)
         return batches
+
+    @task(pool=POOL)
+    def heal(run: dict) -> dict | None:
+        """The healer's summary (None when the run does not repair)."""
+        with cassandra() as (session, config):
+            return parity.heal(session, config, Run.from_json(run))
 
     @task(pool=POOL, max_active_tis_per_dagrun=MAX_PARALLEL, map_index_template="{{ token_span }}")
     def survey(run: dict, batch: dict) -> dict:
@@ -138,18 +156,29 @@ def user_trades_verify():
             return parity.inspect(session, config, Run.from_json(run), Scope.from_json(scope), batch["ranges"],
                                   _options(ctx["params"]))
 
+    @task(pool=POOL, trigger_rule="none_failed")   # runs when nothing needed a row-by-row look, too
+    def resolve(run: dict, inspections: list[dict]) -> dict | None:
+        """Deletes, audited, and outcome of each orphan (None when the run does not resolve them)."""
+        with cassandra() as (session, config):
+            return parity.resolve(session, config, Run.from_json(run), list(inspections or []),
+                                  actor=actor(get_current_context()))
+
     @task(trigger_rule="none_failed")   # ParityBroken is Permanent: the retry policy fails it at once
-    def conclude(run: dict, surveys: list[dict], inspections: list[dict]) -> dict:
+    def conclude(run: dict, surveys: list[dict], inspections: list[dict], resolved: dict | None,
+                 healing: dict | None) -> dict:
         ctx = get_current_context()
         with cassandra() as (session, config):
-            return phase.finish(session, config, run, surveys, inspections, actor=actor(ctx),
+            return phase.finish(session, config, run, surveys, inspections, resolved, healing, actor=actor(ctx),
                                 reason=text_params(ctx["params"])["reason"])
 
     planned = plan()
+    healed = heal(planned["run"])
     surveyed = survey.partial(run=planned["run"]).expand(batch=planned)
+    healed >> surveyed
     narrowed = narrow(planned["run"], surveyed)
     inspected = inspect.partial(run=planned["run"], scope=narrowed["scope"]).expand(batch=narrowed)
-    conclude(planned["run"], surveyed, inspected) >> unfinished_phase_teardown(VERIFY)
+    resolved = resolve(planned["run"], inspected)
+    conclude(planned["run"], surveyed, inspected, resolved, healed) >> unfinished_phase_teardown(VERIFY)
 
 
 user_trades_verify()

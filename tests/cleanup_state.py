@@ -18,7 +18,7 @@ from trade_migration.state.flags import DUAL_WRITE, NEW_ONLY, READ_PATH, Flags
 from trade_migration.state.ledger import Ledger
 from trade_migration.statements.flags import flag_compare_and_set
 from trade_migration.statements.parity_runs import parity_insert
-from trade_migration.statements.settled_trades import scan_settled
+from trade_migration.statements.settled_trades import decode_scanned_trade, scan_settled
 
 RING = [TokenRange(MIN_TOKEN, MAX_TOKEN)]
 
@@ -42,7 +42,7 @@ def add_parity_run(db, cfg, started_at: datetime, *, status: str = "clean", run_
                    missing: int = 0, repaired: int = 0) -> None:
     db.execute(db.prepare(parity_insert(cfg.keyspace)),
                (started_at, run_id or f"scheduled__{started_at:%Y-%m-%dT%H%M}", "sampled", 7, 4, 64, 1000,
-                missing, 0, 0, 0, repaired, status, 1.5, None))
+                missing, 0, 0, 0, repaired, status, 1.5, None, 0, None, None, None))
 
 
 def prepare(db, cfg, *, trades: int = 2000, seed: int = 5, read_days: float = 40, parity: int = 7,
@@ -69,6 +69,6 @@ def settled_rows(db, cfg) -> set[tuple]:
     """Every settled_trades row with its newest write time, as the archive stores it."""
     rows = set()
     for row in db.execute(db.prepare(scan_settled(cfg.keyspace)), (MIN_TOKEN, MAX_TOKEN)):
-        times = [t for t in row[15:] if t is not None]
-        rows.add((*row[1:15], max(times) if times else None))
+        scanned = decode_scanned_trade(row)
+        rows.add((*scanned.trade, scanned.written or None))
     return rows

@@ -18,6 +18,7 @@ from cassandra.cluster import Session
 
 from trade_migration.backfill import phase
 from trade_migration.backfill.summary import format_backfill
+from trade_migration.backfill.ttl import REFUSE, TTL_POLICIES
 from trade_migration.core.clock import now
 from trade_migration.core.config import Config
 from trade_migration.core.errors import Permanent
@@ -44,6 +45,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--max-in-flight", type=int, default=IN_FLIGHT)
     p.add_argument("--rows-per-second", type=float, default=0)
     p.add_argument("--page-timeout", type=float, default=PAGE_TIMEOUT_S)
+    p.add_argument("--ttl-policy", choices=TTL_POLICIES, default=REFUSE,
+                   help="a settled_trades row with a TTL: 'refuse' fails (at planning when the table has a default"
+                        " TTL, else at the row's range) or 'preserve' gives its user_trades rows the seconds it has"
+                        " left (default: refuse)")
     p.add_argument("--actor", default=os_user(), help="who runs this, for the phase record (default: the OS user)")
     p.add_argument("--reason", default="", help="why; kept in the audit log")
     args = p.parse_args(argv)
@@ -52,12 +57,13 @@ def main(argv: list[str] | None = None) -> dict:
     session = connect(config)
     run = {"run_id": f"cli__{now().isoformat()}_{os.getpid()}", "actor": args.actor[:128], "reason": args.reason}
     try:
-        work = phase.start(session, config, args.backfill_id, splits=args.splits, ranges=args.ranges, **run)
+        work = phase.start(session, config, args.backfill_id, splits=args.splits, ranges=args.ranges,
+                           ttl_policy=args.ttl_policy, **run)
         try:
             result = phase.copy(session, config, args.backfill_id, [w.token_range for w in work],
                                 fetch_size=args.fetch_size, max_in_flight=args.max_in_flight,
                                 rows_per_second=args.rows_per_second, page_timeout=args.page_timeout,
-                                progress_every=5)
+                                ttl_policy=args.ttl_policy, progress_every=5)
             report = phase.finish(session, config, args.backfill_id, require_complete=False, **run)
         except BaseException:
             record_failed(session, config, run)

@@ -1,9 +1,13 @@
 """user_trades_verify, run with dag.test() against the real node (this module's keyspace).
 
+dag.test() makes manual runs; `scheduled()` turns the run it makes into a scheduled one (what the
+nightly timetable creates), so the nightly policy is tested through the DAG as it runs at 02:00.
+
 Needs a migrated Airflow metadata DB (`bin/airflow db migrate`) and the settings of bin/airflow-env.
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 from pathlib import Path
@@ -19,11 +23,14 @@ from trade_migration.core.notify import Notice
 from trade_migration.core.prepared import prepared
 from trade_migration.core.symbols import load_symbol_ids
 from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
+from trade_migration.dual_write.writer import SettlementWriter
 from trade_migration.state import phases
 from trade_migration.state.ledger import Ledger
 from trade_migration.statements.parity_runs import parity_select_recent
 from trade_migration.statements.settled_trades import decode_scanned_trade, scan_settled
-from trade_migration.verify.parity_run import default_mode
+from trade_migration.statements.user_trades import select_user_trade
+from trade_migration.verify.policy import default_mode
+from trade_migration.verify.resolve import DELETED, RESOLVED
 
 N = 800
 FAST = {"splits": 8, "recheck_delay_s": 0.1, "parallelism": 2, "actor": "alice", "reason": "test"}
@@ -69,6 +76,62 @@ def last_parity_run(db, cfg):
     return db.execute(prepared(db, parity_select_recent(cfg.keyspace)), (1,)).one()
 
 
+def fresh():
+    """The DAG parsed afresh: dag.test() keeps a run's conf in the DAG's params, and the runs below
+    must start from empty Params."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(REPO / "dags" / "user_trades_verify.py")).get_dag("user_trades_verify")
+
+
+def scheduled(monkeypatch, conf: dict):
+    """A dag.test() run as the nightly timetable makes it: run type scheduled."""
+    from airflow.models import dagrun
+    from airflow.utils.types import DagRunType
+
+    made = dagrun.get_or_create_dagrun
+
+    def as_scheduled(**kw):
+        dr = made(**kw)
+        dr.run_type = DagRunType.SCHEDULED
+        kw["session"].commit()
+        return dr
+
+    monkeypatch.setattr(dagrun, "get_or_create_dagrun", as_scheduled)
+    try:
+        return fresh().test(run_conf=conf)
+    finally:
+        monkeypatch.setattr(dagrun, "get_or_create_dagrun", made)
+
+
+def convertible_trades(db, cfg) -> list:
+    ids = load_symbol_ids(db, cfg.keyspace)
+    scanned = db.execute(prepared(db, scan_settled(cfg.keyspace)), (MIN_TOKEN, MAX_TOKEN))
+    trades = (decode_scanned_trade(r).trade for r in scanned)
+    return sorted((t for t in trades if not isinstance(convert(t, ids), Reject)), key=lambda t: t.trade_id)
+
+
+def faults(db, cfg) -> tuple[list, list]:
+    """A bust made by a settlement service that still writes settled_trades only (two orphans) and a
+    lost row (one missing): (the orphans' rows, the lost row)."""
+    ids = load_symbol_ids(db, cfg.keyspace)
+    busted, other = convertible_trades(db, cfg)[:2]
+    SettlementWriter(db, cfg).bust(busted)   # dual_write is off
+    lost = convert(other, ids)[1]
+    db.execute(prepared(db, delete_user_trade(cfg.keyspace)), lost.key)
+    return list(convert(busted, ids)), [lost]
+
+
+def present(db, cfg, rows) -> list[bool]:
+    stmt = prepared(db, select_user_trade(cfg.keyspace))
+    return [db.execute(stmt, r.key).one() is not None for r in rows]
+
+
+def fixes(row) -> tuple:
+    return (row.status, row.missing, row.orphans, row.repaired, row.resolved, row.heal_pending, row.healed,
+            row.heal_left)
+
+
 # --- structure ------------------------------------------------------------------------------------
 def test_the_dag_imports_and_runs_nightly_and_after_each_backfill(bag):
     from airflow.sdk import AssetAll, AssetOrTimeSchedule, CronTriggerTimetable
@@ -82,9 +145,12 @@ def test_the_dag_imports_and_runs_nightly_and_after_each_backfill(bag):
     backfill_outlets = bag.get_dag("user_trades_backfill").get_task("summarize").outlets
     assert schedule.asset_condition == AssetAll(*backfill_outlets)
     assert dag.catchup is False
-    assert [t.task_id for t in dag.tasks] == ["plan", "survey", "narrow", "inspect", "conclude", "record_unfinished"]
-    assert dag.get_task("survey").pool == dag.get_task("inspect").pool == "cassandra_backfill"
-    assert dag.params["repair"] is False and dag.params["mode"] is None
+    assert [t.task_id for t in dag.tasks] == ["plan", "heal", "survey", "narrow", "inspect", "resolve", "conclude",
+                                              "record_unfinished"]
+    assert dag.get_task("heal").downstream_task_ids == {"survey", "conclude"}
+    assert {t.pool for t in map(dag.get_task, ("heal", "survey", "inspect", "resolve"))} == {"cassandra_backfill"}
+    assert (dag.params["mode"], dag.params["repair"], dag.params["resolve_orphans"], dag.params["resolve_limit"]) == (
+        None, None, None, 1000)
 
 
 def test_the_nightly_run_samples_and_every_other_run_checks_everything():
@@ -114,9 +180,9 @@ def test_bad_params_are_refused_before_anything_runs(bag, airflow_conn, db):
 def test_a_clean_run_records_clean_and_completes_the_phase(bag, verify_env, airflow_conn, db):
     dr = bag.get_dag("user_trades_verify").test(run_conf=FAST)   # manual, no mode: full
     assert str(dr.state) == "success"
-    assert states(dr) == {"plan": {"success"}, "survey": {"success"}, "narrow": {"success"},
-                          "inspect": {"skipped"}, "conclude": {"success"},   # digests agree: nothing to look up
-                          "record_unfinished": {"success"}}
+    assert states(dr) == {"plan": {"success"}, "heal": {"success"}, "survey": {"success"}, "narrow": {"success"},
+                          "inspect": {"skipped"}, "resolve": {"success"},    # digests agree: nothing to look up
+                          "conclude": {"success"}, "record_unfinished": {"success"}}
     row = last_parity_run(db, airflow_conn)
     assert (row.run_id, row.mode, row.status, row.missing, row.mismatched, row.orphans) == (
         dr.run_id, "full", "clean", 0, 0, 0)
@@ -139,8 +205,8 @@ def test_a_broken_run_fails_and_calls_the_notifier(bag, verify_env, airflow_conn
 
     dr = bag.get_dag("user_trades_verify").test(run_conf={**FAST, "mode": "full"})
     assert str(dr.state) == "failed"
-    assert states(dr) == {"plan": {"success"}, "survey": {"success"}, "narrow": {"success"},
-                          "inspect": {"success"}, "conclude": {"failed"},
+    assert states(dr) == {"plan": {"success"}, "heal": {"success"}, "survey": {"success"}, "narrow": {"success"},
+                          "inspect": {"success"}, "resolve": {"success"}, "conclude": {"failed"},
                           "record_unfinished": {"success"}}
     got = last_parity_run(db, airflow_conn)
     assert (got.run_id, got.status, got.missing, got.repaired) == (dr.run_id, "broken", 1, 0)
@@ -150,14 +216,15 @@ def test_a_broken_run_fails_and_calls_the_notifier(bag, verify_env, airflow_conn
     assert "missing 1, mismatched 0, orphans 0" in notice["body"]
     assert notice["details"]["report_folder"] == got.report_path
 
-    # the same with repair on: the row is rewritten and the run succeeds
+    # the same with repair on: the row is rewritten, the run succeeds, and tells what it fixed
     os.remove(verify_env / "notice.json")
     dr = bag.get_dag("user_trades_verify").test(run_conf={**FAST, "mode": "full", "repair": True})
     assert str(dr.state) == "success"
     got = last_parity_run(db, airflow_conn)
     assert (got.run_id, got.status, got.missing, got.repaired) == (dr.run_id, "repaired", 1, 1)
     assert phases.State(db, airflow_conn).phase(phases.VERIFY).status == phases.COMPLETED
-    assert not (verify_env / "notice.json").exists()
+    notice = json.loads((verify_env / "notice.json").read_text())
+    assert notice["subject"] == f"user_trades parity repaired: run {dr.run_id} healed 0, repaired 1, resolved 0"
 
 
 def test_a_sampled_run_records_its_seed(bag, verify_env, airflow_conn, db):
@@ -182,3 +249,65 @@ def test_verify_refuses_to_run_before_the_backfill_completes(bag, airflow_conn, 
     notice = json.loads((tmp_path / "notice.json").read_text())
     assert notice["subject"] == f"user_trades parity not checked: user_trades_verify run {dr.run_id}"
     assert "the run failed before concluding" in notice["body"]
+
+
+# --- the nightly policy ---------------------------------------------------------------------------
+def test_the_nightly_run_heals_repairs_and_resolves_and_says_so(verify_env, airflow_conn, db, monkeypatch):
+    orphans, lost = faults(db, airflow_conn)
+    dr = scheduled(monkeypatch, {**FAST, "mode": "full"})
+    assert str(dr.state) == "success"
+    assert states(dr) == {"plan": {"success"}, "heal": {"success"}, "survey": {"success"}, "narrow": {"success"},
+                          "inspect": {"success"}, "resolve": {"success"}, "conclude": {"success"},
+                          "record_unfinished": {"success"}}
+    row = last_parity_run(db, airflow_conn)
+    assert (row.run_id, *fixes(row)) == (dr.run_id, "repaired", 1, 2, 1, 2, 0, 0, 0)
+    assert present(db, airflow_conn, orphans + lost) == [False, False, True]
+    audited = [(e.actor, json.loads(e.details)) for e in phases.State(db, airflow_conn).audit_log(100)
+               if e.action == RESOLVED]
+    assert sorted((who, d["run_id"], d["key"]["side"]) for who, d in audited) == [
+        ("alice", dr.run_id, "BUY"), ("alice", dr.run_id, "SELL")]
+    with (Path(row.report_path) / "differences.csv").open() as f:
+        assert sorted((r["kind"], r["side"], r["repair"]) for r in csv.DictReader(f)) == [
+            ("missing", "SELL", "run_start"), ("orphan", "BUY", DELETED), ("orphan", "SELL", DELETED)]
+    summary = json.loads((Path(row.report_path) / "summary.json").read_text())
+    assert (summary["repair"], summary["resolve_orphans"], summary["healed"], summary["resolved"]) == (True, True, 0, 2)
+    notice = json.loads((verify_env / "notice.json").read_text())
+    assert notice["subject"] == f"user_trades parity repaired: run {dr.run_id} healed 0, repaired 1, resolved 2"
+    assert notice["body"] == (f"figures: missing 1, mismatched 0, orphans 2, rejected {summary['rejected']},"
+                              f" repaired 1, resolved 2, healed 0\nreport: {row.report_path}")
+
+
+def test_an_adhoc_run_without_params_only_reports(verify_env, airflow_conn, db):
+    orphans, lost = faults(db, airflow_conn)
+    dr = fresh().test(run_conf=FAST)   # manual: full, no repair, no resolve
+    assert str(dr.state) == "failed" and states(dr)["heal"] == {"success"}
+    row = last_parity_run(db, airflow_conn)
+    assert (row.run_id, *fixes(row)) == (dr.run_id, "broken", 1, 2, 0, 0, None, None, None)
+    assert present(db, airflow_conn, orphans + lost) == [True, True, False]
+    notice = json.loads((verify_env / "notice.json").read_text())
+    assert notice["subject"] == f"user_trades parity broken: user_trades_verify run {dr.run_id}"
+    assert "figures: missing 1, mismatched 0, orphans 2, rejected " in notice["body"]
+    assert ", repaired 0, resolved 0\n" in notice["body"]   # healed: not run, not named
+
+
+def test_params_win_over_the_policy(verify_env, airflow_conn, db, monkeypatch):
+    orphans, lost = faults(db, airflow_conn)
+    dr = scheduled(monkeypatch, {**FAST, "mode": "full", "repair": False, "resolve_orphans": False})
+    assert str(dr.state) == "failed"
+    assert fixes(last_parity_run(db, airflow_conn)) == ("broken", 1, 2, 0, 0, None, None, None)
+    assert present(db, airflow_conn, orphans + lost) == [True, True, False]
+
+    monkeypatch.setenv("TM_NIGHTLY_REPAIR", "off")   # the deployment's policy is not asked when Params are given
+    dr = fresh().test(run_conf={**FAST, "repair": True, "resolve_orphans": True})
+    assert str(dr.state) == "success"
+    assert fixes(last_parity_run(db, airflow_conn)) == ("repaired", 1, 2, 1, 2, 0, 0, 0)
+    assert present(db, airflow_conn, orphans + lost) == [False, False, True]
+
+
+def test_the_deployment_can_turn_the_nightly_fixes_off(verify_env, airflow_conn, db, monkeypatch):
+    monkeypatch.setenv("TM_NIGHTLY_REPAIR", "off")
+    monkeypatch.setenv("TM_NIGHTLY_RESOLVE_ORPHANS", "off")
+    faults(db, airflow_conn)
+    dr = scheduled(monkeypatch, {**FAST, "mode": "full"})
+    assert str(dr.state) == "failed"
+    assert fixes(last_parity_run(db, airflow_conn)) == ("broken", 1, 2, 0, 0, None, None, None)

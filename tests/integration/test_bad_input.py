@@ -19,7 +19,7 @@ from datetime import datetime
 
 import pytest
 from conftest import load_trades, mark_done
-from expectation import actual, assert_exact, expectation, raw_round_trips, source_rows, symbol_map
+from testkit.expectation import actual, assert_exact, expectation, raw_round_trips, source_rows, symbol_map
 from testkit.statements import delete_symbol, insert_symbol
 
 from trade_migration.backfill import copier, plan, summary

@@ -29,8 +29,8 @@ import pytest
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.policies import WhiteListRoundRobinPolicy
 from conftest import ALL_TABLES, REPO, mark_done
-from expectation import assert_exact
 from testkit import generator
+from testkit.expectation import assert_exact
 
 from trade_migration.backfill import copier, plan, summary
 from trade_migration.backfill.copier import Options

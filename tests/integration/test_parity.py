@@ -7,8 +7,8 @@ trade explains, a symbol removed from trading.symbols, a dual write that failed.
 
 A removed symbol is counted as rejected, not missing: the contract rejects a trade whose symbol
 is not in trading.symbols, so its trades no longer have expected rows; the rows the backfill
-wrote for them earlier become orphans (reported, never deleted). Restoring the symbol makes them
-right again.
+wrote for them earlier become orphans (reported; a run that resolves orphans keeps these, see
+test_orphans.py). Restoring the symbol makes them right again.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ from trade_migration.verify import parity, report
 from trade_migration.verify.diffs import MISMATCHED, MISSING, ORPHAN
 from trade_migration.verify.digests import bucket, buckets_of
 from trade_migration.verify.parity_run import ALL, SAMPLED, Scope
-from trade_migration.verify.repair import AT_RUN_START, AT_SOURCE_TIME
+from trade_migration.verify.repair import AT_RUN_START
 from trade_migration.verify.row_parity import Checker
 
 N, SEED, SPLITS = 2000, 77, 8
@@ -77,7 +77,7 @@ def sources(db, cfg) -> dict[int, tuple[SettledTrade, int]]:
     """trade_id -> (settled trade, write time), straight from the table."""
     out = {}
     for r in db.execute(prepared(db, scan_settled(cfg.keyspace)), (MIN_TOKEN, MAX_TOKEN)):
-        _, trade, written = decode_scanned_trade(r)
+        _, trade, written, _ = decode_scanned_trade(r)
         out[trade.trade_id] = (trade, written)
     return out
 
@@ -248,15 +248,18 @@ def test_planted_faults_are_found_counted_exactly_and_repaired(db, cfg, tmp_path
             row.orphans, row.rejected, row.repaired, row.status) == (
         run.run_id, "full", SPLITS, SPLITS, t.source_rows + t.target_rows, 6, 3, t.orphans, rejected, 0, "broken")
 
-    # repair: missing and mismatched rewritten, orphans left alone
+    # repair: first the healer finishes the failed dual write (recorded by the writer), then the
+    # missing and mismatched rows are rewritten; orphans are left alone (this run does not resolve them)
     run, fixed = verify(db, cfg, repair=True)
-    assert found(fixed) == expected
-    assert (fixed.total.repaired, fixed.status) == (9, parity.BROKEN)   # orphans are never deleted
+    healed_rows = {(MISSING, trade[0], dual[0][0], "BUY", ()), (MISSING, trade[0], dual[1][0], "SELL", ())}
+    assert found(fixed) == expected - healed_rows
+    assert fixed.healed == {"pending": 1, "healed": 1, "left": 0}
+    assert (fixed.total.repaired, fixed.total.resolved, fixed.status) == (7, 0, parity.BROKEN)
+    assert {d["repair"] for d in fixed.diffs if d["kind"] == ORPHAN} == {""}
     how = {(d["trade_id"], d["side"]): d["repair"] for d in fixed.diffs if d["kind"] != ORPHAN}
-    # the failed dual write never wrote a row: the source's write time wins; a deleted or altered
-    # row holds a newer write than its trade, so it is rewritten at the run's start
-    assert how == {(trade[0], "BUY"): AT_SOURCE_TIME, (trade[0], "SELL"): AT_SOURCE_TIME,
-                   (t1, "BUY"): AT_RUN_START, (t2, "SELL"): AT_RUN_START, (t3, "BUY"): AT_RUN_START,
+    # a deleted or altered row holds a newer write than its trade, so it is rewritten at the run's
+    # start; the healer wrote the failed dual write's rows at the source's write time
+    assert how == {(t1, "BUY"): AT_RUN_START, (t2, "SELL"): AT_RUN_START, (t3, "BUY"): AT_RUN_START,
                    (t3, "SELL"): AT_RUN_START, (t4, "BUY"): AT_RUN_START, (t5, "SELL"): AT_RUN_START,
                    (t6, "BUY"): AT_RUN_START}
     assert user_trade(db, cfg, dual[0].key)[14] == settled.write_time

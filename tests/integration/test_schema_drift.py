@@ -29,6 +29,7 @@ def make_drifted(session, keyspace: str, *edits: tuple[str, str]) -> Config:
 def test_the_contract_table_verifies(db, cfg):
     live = verify_user_trades(db, cfg)
     assert live == schema.expected_user_trades()
+    assert live.options.problems() == [] and live.options.gc_grace_seconds == 864000   # the node's default
     assert live.clustering == (("settled_at", "DESC"), ("trade_id", "DESC"), ("side", "ASC"))
 
 
@@ -72,3 +73,37 @@ def test_a_missing_table_is_named(cluster_session, cfg):
     cluster_session.execute(schema.statements_from_files(config)[0])   # the keyspace only
     with pytest.raises(SchemaDriftError, match=f"^{config.keyspace}.user_trades does not exist$"):
         verify_user_trades(cluster_session, config)
+
+
+def test_options_that_lose_history_are_each_listed(cluster_session, cfg):
+    """A TTL expires history, a short gc_grace lets a missed delete come back, a time-window
+    compaction drops old sstables: each is drift, whatever the columns say."""
+    bad = make_drifted(cluster_session, cfg.keyspace + "_options",
+                       ("side ASC)", "side ASC) AND default_time_to_live = 3600 AND gc_grace_seconds = 3600"
+                                     " AND compaction = {'class': 'TimeWindowCompactionStrategy'}"))
+    with pytest.raises(SchemaDriftError) as err:
+        verify_user_trades(cluster_session, bad)
+    assert str(err.value).splitlines() == [
+        f"{bad.keyspace}.user_trades differs from the contract:",
+        "  - default_time_to_live: expected 0 (history must not expire), found 3600",
+        f"  - gc_grace_seconds: expected at least {schema.MIN_GC_GRACE_S} (tombstones must outlive repairs),"
+        " found 3600",
+        "  - compaction: expected a strategy that keeps old sstables (not time-window or date-tiered),"
+        " found org.apache.cassandra.db.compaction.TimeWindowCompactionStrategy",
+    ]
+    # fixing them in place (ALTER) is what clears it; the columns were never the problem
+    cluster_session.execute(f"ALTER TABLE {bad.keyspace}.user_trades WITH default_time_to_live = 0"
+                            f" AND gc_grace_seconds = {schema.MIN_GC_GRACE_S}"
+                            " AND compaction = {'class': 'LeveledCompactionStrategy'}")
+    live = verify_user_trades(cluster_session, bad)
+    assert live == schema.expected_user_trades()
+    assert live.options == schema.TableOptions(0, 86400, "org.apache.cassandra.db.compaction.LeveledCompactionStrategy")
+
+
+def test_a_gc_grace_just_under_the_floor_is_caught(cluster_session, cfg):
+    bad = make_drifted(cluster_session, cfg.keyspace + "_grace",
+                       ("side ASC)", f"side ASC) AND gc_grace_seconds = {schema.MIN_GC_GRACE_S - 1}"))
+    with pytest.raises(SchemaDriftError) as err:
+        verify_user_trades(cluster_session, bad)
+    assert str(err.value).splitlines()[1:] == [
+        "  - gc_grace_seconds: expected at least 86400 (tombstones must outlive repairs), found 86399"]

@@ -1,18 +1,24 @@
-"""The reference settlement writer on the real node: dual writes, rejects, the flag bound, failures."""
+"""The reference settlement writer on the real node: dual writes, rejects, the flag bound, failures,
+busts and corrections."""
 from __future__ import annotations
 
+import random
 import time
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 
 import pytest
 from testkit import generator
-from testkit.traffic import live_trades, live_traffic
+from testkit.expectation import assert_exact
+from testkit.traffic import CORRECTIONS, corrected, live_trades, live_traffic
 
+from trade_migration.core.clock import naive_utc, now_micros
 from trade_migration.core.convert import Reject, convert
 from trade_migration.core.model import SETTLED_COLUMNS, USER_TRADE_COLUMNS, SettledTrade, UserTrade
 from trade_migration.core.tokens import settled_token
-from trade_migration.state.flags import DUAL_WRITE, Flags
+from trade_migration.dual_write.retries import RetryLog
+from trade_migration.dual_write.writer import SettlementWriter, WriterOptions
+from trade_migration.state.flags import DUAL_WRITE, NEW_ONLY, READ_PATH, Flags
 from trade_migration.statements.rejected_trades import rejects_select_all
 
 FIRST = 500_000_000
@@ -97,7 +103,129 @@ def test_a_failed_user_trades_write_does_not_fail_the_settlement(db, cfg, symbol
     assert sorted(settled(db, cfg)) == list(range(FIRST, FIRST + 100))
     assert user_trades(db, cfg) == {}
     assert (stats.settled, stats.user_trades_failed, stats.user_trade_rows) == (101, 101, 0)
+    assert (stats.retries_recorded, stats.retry_record_failures, stats.injected_failures) == (101, 0, 0)
     assert "user_trades_missing" in stats.last_error
+    # each failure is recorded durably for the healer: FIRST twice (two write times), the rest once
+    recorded = RetryLog(db, cfg).pending()
+    assert sorted(r.trade_id for r in recorded) == [FIRST, *range(FIRST, FIRST + 100)]
+    assert {(r.action, r.stale_keys, r.attempts) for r in recorded} == {("write", frozenset(), 1)}
+    assert all("user_trades_missing" in r.last_error for r in recorded)
+    assert {r.trade_id: r.write_time for r in recorded} == {t: wt for t, (_, wt) in settled(db, cfg).items()}
+
+
+def test_a_seeded_share_of_dual_writes_fails_inside_the_writer_and_is_recorded(db, cfg, symbols):
+    Flags(db, cfg).set(DUAL_WRITE, "on", actor="pytest", reason="test")
+    stats = live_traffic(db, cfg, trades_per_second=0, first_trade_id=FIRST, dual_write_failure_share=0.25,
+                         bust_share=0.05, correction_share=0.1, seed=5).run(count=400)
+    draws = random.Random(5)    # the writer's fault_seed is the traffic's seed
+    operations = stats.settled + stats.busted + stats.corrected
+    expected_failures = sum(draws.random() < 0.25 for _ in range(operations))
+    assert stats.settled == 400 and stats.busted > 0 and stats.corrected > 0
+    assert stats.injected_failures == stats.user_trades_failed == stats.retries_recorded == expected_failures > 0
+    assert len(RetryLog(db, cfg).pending()) == expected_failures
+    assert stats.retry_record_failures == 0 and "injected fault" in stats.last_error
+
+
+def _dual_writer(db, cfg) -> SettlementWriter:
+    Flags(db, cfg).set(DUAL_WRITE, "on", actor="pytest", reason="test")
+    return SettlementWriter(db, cfg, WriterOptions(flag_refresh_s=0))
+
+
+def naive(trade: SettledTrade) -> SettledTrade:
+    """The trade as read back (the driver's naive UTC times)."""
+    return trade._replace(matched_at=trade.matched_at and naive_utc(trade.matched_at),
+                          settled_at=trade.settled_at and naive_utc(trade.settled_at))
+
+
+def _keys(trade, symbols) -> set:
+    out = convert(trade, symbols)
+    return set() if isinstance(out, Reject) else {r.key for r in out}
+
+
+def test_busts_and_corrections_leave_user_trades_the_conversion_of_settled_trades(db, cfg, symbols):
+    """Corrections of every kind (key columns, values, a value to null, valid to reject, reject to
+    valid), chained corrections, busts of valid trades and of rejects: one timestamp each."""
+    writer = _dual_writer(db, cfg)
+    trades = list(islice(live_trades(FIRST, 1), 500))
+    ts = now_micros()
+    for i, t in enumerate(trades):
+        writer.settle(t, write_time=ts + i)
+    at = trades[0].settled_at
+    current = {t.trade_id: t for t in trades}
+    reject_ids = [t.trade_id for t in trades if isinstance(convert(t, symbols), Reject)]
+    assert reject_ids == [FIRST + 125, FIRST + 375]
+    expected_deletes = 0
+    ops = [("correct", FIRST + 20 + j, kind) for j, kind in enumerate(CORRECTIONS * 3)]   # ids 20..40
+    ops += [("correct", FIRST + 60, "settled_at"), ("correct", FIRST + 60, "parties"),
+            ("correct", FIRST + 60, "symbol"),                             # chained
+            ("correct", FIRST + 61, "to_reject"), ("correct", FIRST + 61, "any"),   # to reject and back
+            ("correct", FIRST + 62, "symbol"), ("bust", FIRST + 62, None),           # corrected, then busted
+            ("correct", FIRST + 125, "any"),                               # reject made valid
+            ("bust", FIRST + 375, None), *(("bust", FIRST + k, None) for k in range(5))]
+    for n, (op, trade_id, kind) in enumerate(ops, start=1):
+        old = current[trade_id]
+        if op == "bust":
+            expected_deletes += len(_keys(old, symbols))
+            assert writer.bust(old, write_time=ts + 10_000 + n).outcome == "dual_written"
+            del current[trade_id]
+        else:
+            new = corrected(old, kind, at)
+            expected_deletes += len(_keys(old, symbols) - _keys(new, symbols))
+            outcome = writer.correct(old, new, write_time=ts + 10_000 + n).outcome
+            assert outcome == ("rejected" if isinstance(convert(new, symbols), Reject) else "dual_written")
+            current[trade_id] = new
+
+    assert sorted(settled(db, cfg)) == sorted(current)
+    assert {t: row for t, (row, _) in settled(db, cfg).items()} == {t: naive(v) for t, v in current.items()}
+    rows, rejected = assert_exact(db, cfg.keyspace)
+    assert sorted(rejected) == [FIRST + 26, FIRST + 33, FIRST + 40]   # the to_reject corrections
+    assert len(rows) == 2 * (len(current) - 3)
+    s = writer.stats
+    assert (s.settled, s.busted, s.corrected) == (500, 7, len(ops) - 7)
+    assert s.user_trade_deletes == expected_deletes and s.user_trades_failed == 0
+
+
+def test_nulls_are_left_unset_and_a_value_corrected_to_null_is_cleared(db, cfg, symbols):
+    """No tombstone from a null: an older write of the column still shows through. A value corrected
+    to null is cleared at the correction's time: an older write does not show through."""
+    writer = _dual_writer(db, cfg)
+    trade = next(t for t in live_trades(FIRST, 1) if not isinstance(convert(t, symbols), Reject))
+    null_fee = trade._replace(buyer_fee=None)
+    ts = now_micros()
+    writer.settle(null_fee, write_time=ts)
+    buyer_key = convert(null_fee, symbols)[0].key
+    where = "user_id = %s AND symbol_id = %s AND settled_at = %s AND trade_id = %s AND side = %s"
+
+    def older_fee(at: int):
+        db.execute(f"UPDATE {cfg.keyspace}.user_trades USING TIMESTAMP %s SET fee = 7 WHERE {where}",
+                   (at, *buyer_key))
+        return db.execute(f"SELECT fee FROM {cfg.keyspace}.user_trades WHERE {where}", buyer_key).one().fee
+
+    assert older_fee(ts - 1) == 7                    # the settlement wrote no tombstone for the null fee
+    with_fee = null_fee._replace(buyer_fee=123)
+    writer.correct(null_fee, with_fee, write_time=ts + 10)
+    writer.correct(with_fee, null_fee, write_time=ts + 20)
+    assert older_fee(ts + 19) is None                # the correction to null cleared the value
+    assert_exact(db, cfg.keyspace)
+
+
+def test_busts_and_corrections_in_new_only_write_user_trades_alone(db, cfg, symbols):
+    flags = Flags(db, cfg)
+    flags.set(DUAL_WRITE, "on", actor="t", reason="dual writes")
+    flags.set(READ_PATH, "shadow", actor="t", reason="shadow")
+    flags.set(READ_PATH, "user_trades", actor="t", reason="reads moved")
+    flags.set(DUAL_WRITE, NEW_ONLY, actor="t", reason="stop writing the legacy table")
+    writer = SettlementWriter(db, cfg, WriterOptions(flag_refresh_s=0))
+    a, b = [t for t in islice(live_trades(FIRST, 1), 10) if not isinstance(convert(t, symbols), Reject)][:2]
+    ts = now_micros()
+    writer.settle(a, write_time=ts)
+    writer.settle(b, write_time=ts)
+    moved = corrected(a, "parties", a.settled_at)
+    assert writer.correct(a, moved, write_time=ts + 1).outcome == "new_only"
+    assert writer.bust(b, write_time=ts + 1).outcome == "new_only"
+    assert settled(db, cfg) == {}
+    assert user_trades(db, cfg) == {r.key: (r, ts + 1) for r in convert(naive(moved), symbols)}
+    assert (writer.stats.settled, writer.stats.corrected, writer.stats.busted) == (0, 1, 1)
 
 
 def test_the_writer_picks_up_a_flag_change_within_its_bound(db, cfg, symbols):

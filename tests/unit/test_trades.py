@@ -69,11 +69,14 @@ def test_rows_are_named_and_keyed_by_the_primary_key():
 
 
 def test_scanned_rows_decode_by_the_statements_layout():
-    """A scanned row is the token, the row's columns, then the write times of its regular columns."""
+    """A scanned row is the token, the row's columns, then the write times and the TTLs of its regular columns."""
     t = trade()
     stamps = (None,) * (len(SETTLED_REGULAR) - 2) + (5, 9)
-    assert decode_scanned_trade((42, *t, *stamps)) == ScannedTrade(42, t, 9)
-    assert decode_scanned_trade((42, *t, *(None,) * len(SETTLED_REGULAR))).written == 0
+    ttls = (None,) * (len(SETTLED_REGULAR) - 2) + (300, 120)
+    nothing = (None,) * len(SETTLED_REGULAR)
+    assert decode_scanned_trade((42, *t, *stamps, *ttls)) == ScannedTrade(42, t, 9, 120)
+    assert decode_scanned_trade((42, *t, *stamps, *nothing)) == ScannedTrade(42, t, 9, None)
+    assert decode_scanned_trade((42, *t, *nothing, *nothing)).written == 0
     buyer, _ = convert(t, SYMBOLS)
     stamps = (3,) + (None,) * (len(USER_TRADE_REGULAR) - 1)
     assert decode_timed_user_trade((-8, *buyer, *stamps)) == ScannedUserTrade(-8, buyer, 3)

@@ -2,7 +2,9 @@
 
 Every page is checkpointed in the ledger once its writes (and all earlier ones) are acknowledged,
 so a retry or a rerun resumes where the range stopped. Writes carry USING TIMESTAMP of the
-source row's newest write, so a backfill can never overwrite a newer dual-write or correction.
+source row's newest write (rejects too), so a backfill can never overwrite a newer dual-write or
+correction, nor bring back a row or reject a newer bust or correction deleted. Null columns are left unset (no
+tombstones); a source row with a TTL is refused or keeps its TTL (backfill/ttl.py).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from cassandra import OperationTimedOut, ReadFailure, ReadTimeout
 from cassandra.cluster import Session
 from cassandra.query import BatchStatement, BatchType
 
+from trade_migration.backfill.ttl import PRESERVE, REFUSE, check_policy, mixed, refused
 from trade_migration.core.clock import now
 from trade_migration.core.config import Config
 from trade_migration.core.convert import Reject, convert, raw_values
@@ -26,9 +29,9 @@ from trade_migration.core.symbols import load_symbol_ids
 from trade_migration.core.writes import TRANSIENT as TRANSIENT_ERRORS
 from trade_migration.core.writes import BoundedWriter
 from trade_migration.state.ledger import DONE, FAILED, Ledger, RangeState, within
-from trade_migration.statements.rejected_trades import reject_insert
-from trade_migration.statements.settled_trades import decode_scanned_trade, scan_settled
-from trade_migration.statements.user_trades import insert_user_trade
+from trade_migration.statements.rejected_trades import reject_insert_at
+from trade_migration.statements.settled_trades import decode_scanned_trade, expiries_differ, scan_settled
+from trade_migration.statements.user_trades import insert_user_trade, insert_user_trade_ttl, insert_values
 
 log = logging.getLogger(__name__)
 SCAN_TIMEOUTS = (ReadTimeout, ReadFailure, OperationTimedOut)
@@ -43,6 +46,7 @@ class Options:
     progress_every: float = 30.0      # seconds between progress log lines
     batch_rows: int = 50              # most rows of one partition in one unlogged batch
     bypass_cache: bool = False        # ScyllaDB: scans do not evict the live working set
+    ttl_policy: str = REFUSE          # a source row with a TTL: refuse (fail the range) or preserve it
     source: str = "backfill"
 
 
@@ -103,8 +107,10 @@ class RangeCopier:
         ks = config.keyspace
         self.scan = prepared(session, scan_settled(ks, bypass_cache=options.bypass_cache),
                              consistency=config.read_cl, fetch_size=options.fetch_size)
-        self.insert = prepared(session, insert_user_trade(ks), consistency=config.write_cl)
-        self.reject = prepared(session, reject_insert(ks), consistency=config.write_cl)
+        self.preserve_ttl = check_policy(options.ttl_policy) == PRESERVE
+        self.insert = prepared(session, (insert_user_trade_ttl if self.preserve_ttl else insert_user_trade)(ks),
+                               consistency=config.write_cl)
+        self.reject = prepared(session, reject_insert_at(ks), consistency=config.write_cl)
         self.symbol_ids = load_symbol_ids(session, ks)
         self.totals = Totals()
         self._last_log = time.monotonic()
@@ -148,21 +154,28 @@ class RangeCopier:
         tail_token, tail = None, carry   # the counts before the page's last token
         group = _Page()
         writer.open_group(group)
-        symbol_ids = self.symbol_ids
+        symbol_ids, preserve_ttl = self.symbol_ids, self.preserve_ttl
         by_partition: dict[tuple, list] = {}
         for row in rows:
-            token, trade, writetime = decode_scanned_trade(row)
+            token, trade, writetime, ttl = decode_scanned_trade(row)
+            if ttl is not None:
+                if not preserve_ttl:
+                    raise refused(trade.trade_id, ttl)
+                if expiries_differ(row):
+                    raise mixed(trade.trade_id)
             if token != tail_token:
                 tail_token, tail = token, (read, written, rejected)
             out = convert(trade, symbol_ids)
             read += 1
             if isinstance(out, Reject):
                 writer.submit(self.reject, (trade.trade_id, token, out.reason, raw_values(trade),
-                                            self.opt.source, now()), group)
+                                            self.opt.source, now(), writetime), group)
                 rejected += 1
                 continue
             for urow in out:
-                by_partition.setdefault((urow.user_id, urow.symbol_id), []).append((*urow, writetime))
+                params = insert_values(urow, writetime)
+                by_partition.setdefault((urow.user_id, urow.symbol_id), []).append(
+                    (*params, ttl or 0) if preserve_ttl else params)
             written += 2
         submit_by_partition(writer, self.insert, by_partition, group,
                             batch_rows=self.opt.batch_rows, consistency=self.config.write_cl)

@@ -11,7 +11,7 @@ import logging
 
 from cassandra.cluster import Session
 
-from trade_migration.backfill import copier, plan
+from trade_migration.backfill import copier, plan, ttl
 from trade_migration.backfill.summary import backfill_summary, format_backfill
 from trade_migration.core.config import Config
 from trade_migration.core.session import is_scylla
@@ -23,21 +23,23 @@ RECORDED = ("rows_read", "rows_written", "rows_rejected")   # the summary's numb
 
 
 def start(session: Session, config: Config, backfill_id: str, *, splits: int | None, ranges: list[str],
-          run_id: str, actor: str, reason: str) -> list[RangeState]:
-    """The ranges this run copies (every unfinished one, or exactly those listed); the phase running."""
+          run_id: str, actor: str, reason: str, ttl_policy: str = ttl.REFUSE) -> list[RangeState]:
+    """The ranges this run copies (every unfinished one, or exactly those listed); the phase running.
+    A settled_trades whose rows all expire (a default TTL) fails here under ttl_policy "refuse"."""
     state = phases.State(session, config)
     state.require(phases.BACKFILL)
     ledger = Ledger(session, config, backfill_id)
-    work = plan.select(plan.ensure_ledger(session, config, ledger, splits), ledger, ranges)
+    work = plan.select(plan.ensure_ledger(session, config, ledger, splits, ttl_policy=ttl_policy), ledger, ranges)
     state.mark(phases.BACKFILL, phases.RUNNING, run_id=run_id, actor=actor, reason=reason,
-               details={"backfill_id": backfill_id, "ranges": len(work)})
+               details={"backfill_id": backfill_id, "ranges": len(work), "ttl_policy": ttl_policy})
     if not work:
         log.info("backfill %s is complete: every range is done, nothing to write", backfill_id)
     return work
 
 
 def copy(session: Session, config: Config, backfill_id: str, spans: list, **options) -> dict:
-    """Copy the ledger's unfinished ranges inside `spans`; `options` are copier.Options' fields."""
+    """Copy the ledger's unfinished ranges inside `spans`; `options` are copier.Options' fields
+    (ttl_policy among them: what a source row with a TTL does, backfill/ttl.py)."""
     return copier.run_batch(session, config, backfill_id, spans,
                             copier.Options(**options, bypass_cache=is_scylla(session)))
 

@@ -5,12 +5,13 @@ import logging
 
 from cassandra.cluster import Session
 
+from trade_migration.backfill import ttl
 from trade_migration.core.config import Config
 from trade_migration.core.errors import ConfigError
 from trade_migration.core.splits import labelled_batches, ring_ranges
 from trade_migration.core.tokens import TokenRange
 from trade_migration.state.ledger import DONE, Ledger, RangeState
-from trade_migration.statements.rejected_trades import reject_insert
+from trade_migration.statements.rejected_trades import reject_insert_at
 from trade_migration.statements.settled_trades import scan_settled
 from trade_migration.statements.user_trades import insert_user_trade
 
@@ -20,14 +21,16 @@ log = logging.getLogger(__name__)
 def check_tables(session: Session, keyspace: str) -> None:
     """Fail fast, before anything is planned: preparing the scan and the writes raises
     InvalidRequest naming a missing keyspace or table, so no ledger is left for a table that is not there."""
-    for cql in (scan_settled(keyspace), insert_user_trade(keyspace),
-                reject_insert(keyspace)):
+    for cql in (scan_settled(keyspace), insert_user_trade(keyspace), reject_insert_at(keyspace)):
         session.prepare(cql)
 
 
-def ensure_ledger(session: Session, config: Config, ledger: Ledger, splits: int | None) -> list[RangeState]:
-    """Plan the ring into the ledger the first time; later runs reuse the ledger as it is."""
+def ensure_ledger(session: Session, config: Config, ledger: Ledger, splits: int | None, *,
+                  ttl_policy: str = ttl.REFUSE) -> list[RangeState]:
+    """Plan the ring into the ledger the first time; later runs reuse the ledger as it is.
+    Every run first checks the tables, and that settled_trades' default TTL suits ttl_policy."""
     check_tables(session, config.keyspace)
+    ttl.check_table(session, config.keyspace, ttl_policy)
     states = ledger.load()
     if states:
         if splits is not None and splits != len([s for s in states if s.parent_start is None]):

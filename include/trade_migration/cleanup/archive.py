@@ -101,7 +101,7 @@ def _archive_range(session: Session, stmt, index: int, rng: TokenRange, director
 
     try:
         for row in session.execute(stmt, (rng.start, rng.end)):
-            _, trade, written = decode_scanned_trade(row)
+            _, trade, written, _ = decode_scanned_trade(row)
             written = written or None   # none when every column is null
             for k, value in enumerate(trade):
                 columns[k].append(value)

@@ -60,6 +60,11 @@ class ParityBroken(Permanent, RuntimeError):
     would find the same."""
 
 
+class TtlRefused(Permanent, RuntimeError):
+    """settled_trades carries a TTL and the backfill's ttl_policy is "refuse": a copy without it
+    would keep history the source lets expire. Nothing more was written; choose the policy."""
+
+
 class RangeTimeout(RuntimeError):
     """A page of a range timed out; the range is re-split before its next attempt (retried)."""
 

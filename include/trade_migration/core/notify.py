@@ -1,4 +1,5 @@
-"""Who hears about a broken parity run: pluggable, the log by default.
+"""Who hears about a parity run that is broken, or that healed, repaired or resolved anything:
+pluggable, the log by default.
 
 TM_PARITY_NOTIFIER names a callable taking a Notice ("package.module:function" or
 "package.module.function"), e.g. a pager or chat hook; a notifier that fails is logged and the
@@ -16,6 +17,8 @@ from pathlib import Path
 from trade_migration.core.settings import PARITY_NOTIFIER
 
 log = logging.getLogger(__name__)
+# A run's figures a notice names (those its summary has, and not null).
+FIGURES = ("missing", "mismatched", "orphans", "rejected", "repaired", "resolved", "healed")
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,7 @@ def failure_notice(*, dag_id: str, run_id: str, reason: str | None, failed_task:
         summary = json.loads(summary_path.read_text())
     except (OSError, ValueError):
         summary = {}
-    figures = ", ".join(f"{k} {summary[k]}" for k in ("missing", "mismatched", "orphans", "rejected", "repaired")
-                        if k in summary)
+    figures = _figures(summary)
     status = summary.get("status", "not checked")
     subject = f"user_trades parity {status}: {dag_id} run {run_id}"
     body = "\n".join(line for line in (
@@ -73,3 +75,16 @@ def failure_notice(*, dag_id: str, run_id: str, reason: str | None, failed_task:
     ) if line)
     return Notice(subject, body, {"dag_id": dag_id, "run_id": run_id, "failed_task": failed_task,
                                   "report_folder": str(report_folder), **summary})
+
+
+def _figures(summary: dict) -> str:
+    return ", ".join(f"{k} {summary[k]}" for k in FIGURES if summary.get(k) is not None)
+
+
+def fixes_notice(*, run_id: str, summary: dict, report_folder: Path) -> Notice:
+    """The notice for a run that ended well but changed user_trades on its way (healed, repaired
+    or resolved): somebody should know why rows were written or deleted."""
+    subject = (f"user_trades parity {summary['status']}: run {run_id} healed {summary.get('healed') or 0},"
+               f" repaired {summary['repaired']}, resolved {summary['resolved']}")
+    body = "\n".join((f"figures: {_figures(summary)}", f"report: {report_folder}"))
+    return Notice(subject, body, {"run_id": run_id, "report_folder": str(report_folder), **summary})

@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from trade_migration.core.errors import ConfigError
+
 # How hard one task works the cluster (Params, Options and the command line start from these).
 FETCH_SIZE = 1000          # rows per page of a scan
 IN_FLIGHT = 128            # writes (backfill) or key lookups (verify) in flight per task
@@ -27,11 +29,25 @@ class Setting:
     def get(self, env: Mapping[str, str] | None = None) -> object:
         """The variable's value from `env` (the process environment by default), else the default."""
         env = os.environ if env is None else env
-        return self.parse(env[self.name]) if self.name in env else self.default
+        if self.name not in env:
+            return self.default
+        try:
+            return self.parse(env[self.name])
+        except ValueError as exc:
+            raise ConfigError(f"{self.name}: {exc}") from exc
 
 
 def _hosts(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def _switch(text: str) -> bool:
+    """on/off (also true/false, yes/no, 1/0); anything else is refused rather than guessed."""
+    value = {"on": True, "true": True, "yes": True, "1": True,
+             "off": False, "false": False, "no": False, "0": False}.get(text.strip().lower())
+    if value is None:
+        raise ConfigError(f"expected on or off, got {text!r}")
+    return value
 
 
 KEYSPACE = Setting("TM_KEYSPACE", "trading", "keyspace of both tables and the migration's state")
@@ -47,14 +63,18 @@ LOCAL_DC = Setting("TM_LOCAL_DC", None, "the datacenter the driver prefers (none
 CONN_ID = Setting("TM_CONN_ID", "scylla_default", "the Airflow connection the DAGs and the page use")
 REPORT_DIR = Setting("TM_REPORT_DIR", "reports", "where verification reports and the cleanup archive go")
 NIGHTLY_MODE = Setting("TM_NIGHTLY_MODE", "sampled", "full or sampled: the scheduled verification's mode")
-PARITY_NOTIFIER = Setting("TM_PARITY_NOTIFIER", None, "'package.module:function' told of a broken parity"
-                          " run (none: the log)")
+NIGHTLY_REPAIR = Setting("TM_NIGHTLY_REPAIR", True, "on/off: the scheduled verification heals queued dual"
+                         " writes and rewrites missing and mismatched rows (a run's repair Param wins)", _switch)
+NIGHTLY_RESOLVE_ORPHANS = Setting("TM_NIGHTLY_RESOLVE_ORPHANS", True, "on/off: the scheduled verification deletes"
+                                  " confirmed orphans (a run's resolve_orphans Param wins)", _switch)
+PARITY_NOTIFIER = Setting("TM_PARITY_NOTIFIER", None, "'package.module:function' told of a parity run that"
+                          " is broken or healed, repaired or resolved anything (none: the log)")
 APPROVAL_TIMEOUT_S = Setting("TM_APPROVAL_TIMEOUT_S", 24 * 3600, "seconds the cleanup waits for an answer"
                              " before Reject is taken by default", int)
 
 REGISTRY = {s.name: s for s in (KEYSPACE, CONTACT_POINTS, PORT, REPLICATION, READ_CONSISTENCY, WRITE_CONSISTENCY,
-                                SERIAL_CONSISTENCY, LOCAL_DC, CONN_ID, REPORT_DIR, NIGHTLY_MODE, PARITY_NOTIFIER,
-                                APPROVAL_TIMEOUT_S)}
+                                SERIAL_CONSISTENCY, LOCAL_DC, CONN_ID, REPORT_DIR, NIGHTLY_MODE, NIGHTLY_REPAIR,
+                                NIGHTLY_RESOLVE_ORPHANS, PARITY_NOTIFIER, APPROVAL_TIMEOUT_S)}
 # Config's fields and the variables they come from.
 CONNECTION = {"keyspace": KEYSPACE, "contact_points": CONTACT_POINTS, "port": PORT, "replication": REPLICATION,
               "read_consistency": READ_CONSISTENCY, "write_consistency": WRITE_CONSISTENCY,

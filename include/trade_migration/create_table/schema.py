@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
@@ -41,11 +41,44 @@ def apply(session: Session, config: Config, *, agreement_timeout: float = 60.0) 
     return len(stmts)
 
 
+# The floor of gc_grace_seconds. A bust or correction deletes user_trades rows; a replica that missed
+# the delete keeps the old row, and once the tombstone is purged (gc_grace after the delete) before a
+# repair has carried it there, the row comes back. So gc_grace must outlast the cluster's repair cycle
+# (and the hint window, 3 h by default). The check cannot see the repair schedule; a day is the
+# shortest cycle a full repair realistically keeps, so below it no schedule is safe (0 and hours are
+# common on TTL'd time-series tables). Cassandra's default is 10 days, for weekly repairs.
+MIN_GC_GRACE_S = 86400
+# Compaction strategies that drop whole sstables once they are old enough: history must never go.
+DROPS_BY_AGE = ("TimeWindowCompactionStrategy", "DateTieredCompactionStrategy")
+
+
+@dataclass(frozen=True)
+class TableOptions:
+    """The options that change what the table keeps (the rest only tune how it performs)."""
+    default_time_to_live: int
+    gc_grace_seconds: int
+    compaction: str          # the strategy's class
+
+    def problems(self) -> list[str]:
+        lines = []
+        if self.default_time_to_live != 0:
+            lines.append(f"default_time_to_live: expected 0 (history must not expire), found"
+                         f" {self.default_time_to_live}")
+        if self.gc_grace_seconds < MIN_GC_GRACE_S:
+            lines.append(f"gc_grace_seconds: expected at least {MIN_GC_GRACE_S} (tombstones must outlive repairs),"
+                         f" found {self.gc_grace_seconds}")
+        if any(name in self.compaction for name in DROPS_BY_AGE):
+            lines.append(f"compaction: expected a strategy that keeps old sstables (not time-window or"
+                         f" date-tiered), found {self.compaction}")
+        return lines
+
+
 @dataclass(frozen=True)
 class TableShape:
     columns: dict[str, str]
     partition_key: tuple[str, ...]
     clustering: tuple[tuple[str, str], ...]  # (column, ASC|DESC)
+    options: TableOptions | None = field(default=None, compare=False)   # the live table's; checked by rule
 
     def diff(self, live: TableShape) -> list[str]:
         lines = []
@@ -59,6 +92,8 @@ class TableShape:
             lines.append(f"partition key: expected {self.partition_key}, found {live.partition_key}")
         if self.clustering != live.clustering:
             lines.append(f"clustering: expected {self.clustering}, found {live.clustering}")
+        if live.options is not None:
+            lines += live.options.problems()
         return lines
 
 
@@ -85,11 +120,15 @@ def live_shape(session: Session, keyspace: str, table: str = TARGET_TABLE) -> Ta
         columns={name: col.cql_type for name, col in meta.columns.items()},
         partition_key=tuple(c.name for c in meta.partition_key),
         clustering=tuple((c.name, "DESC" if c.is_reversed else "ASC") for c in meta.clustering_key),
+        options=TableOptions(default_time_to_live=meta.options.get("default_time_to_live") or 0,
+                             gc_grace_seconds=meta.options.get("gc_grace_seconds", 0),
+                             compaction=dict(meta.options.get("compaction") or {}).get("class", "")),
     )
 
 
 def verify_user_trades(session: Session, config: Config) -> TableShape:
-    """Raise SchemaDriftError with a readable diff unless user_trades matches the contract."""
+    """Raise SchemaDriftError with a readable diff unless user_trades matches the contract: its
+    columns and keys, and options that keep history (TableOptions)."""
     live = live_shape(session, config.keyspace)
     if live is None:
         raise SchemaDriftError(f"{config.keyspace}.{TARGET_TABLE} does not exist")

@@ -9,6 +9,16 @@ def reject_insert(keyspace: str) -> str:
                        " VALUES (?, ?, ?, ?, ?, ?)", keyspace)
 
 
+def reject_insert_at(keyspace: str) -> str:
+    """The writer's and the healer's reject, at the trade's write time: a later correction or bust wins."""
+    return reject_insert(keyspace) + " USING TIMESTAMP ?"
+
+
+def reject_delete_at(keyspace: str) -> str:
+    """A reject gone with its trade (bust) or made valid (correction), at that write's time."""
+    return in_keyspace("DELETE FROM {ks}.rejected_trades USING TIMESTAMP ? WHERE trade_id = ?", keyspace)
+
+
 def rejects_select_all(keyspace: str) -> str:
     return in_keyspace("SELECT trade_id, row_token, reason, raw, source, detected_at FROM {ks}.rejected_trades",
                        keyspace)

@@ -7,23 +7,43 @@ from typing import NamedTuple
 from trade_migration.core.model import SETTLED_COLUMNS, SETTLED_REGULAR, SettledTrade
 from trade_migration.statements.text import column_list, in_keyspace, markers, newest, writetimes
 
-# A scanned row is the token, the trade's columns, then the write times of its regular columns
-# (the source row's write time is the newest of those); the positions follow from that order.
-_SCANNED = "token(trade_id), " + column_list(SETTLED_COLUMNS) + ", " + writetimes(SETTLED_REGULAR)
+# A scanned row is the token, the trade's columns, the write times of its regular columns (the
+# source row's write time is the newest of those), then their TTLs (the row's is the soonest);
+# the positions follow from that order.
+_SCANNED = ("token(trade_id), " + column_list(SETTLED_COLUMNS) + ", " + writetimes(SETTLED_REGULAR) + ", "
+            + ", ".join(f"TTL({c})" for c in SETTLED_REGULAR))
 _TOKEN = 0
 _TRADE = slice(_TOKEN + 1, _TOKEN + 1 + len(SETTLED_COLUMNS))
-_WRITETIMES = slice(_TRADE.stop, None)
+_WRITETIMES = slice(_TRADE.stop, _TRADE.stop + len(SETTLED_REGULAR))
+_TTLS = slice(_WRITETIMES.stop, None)
 
 
 class ScannedTrade(NamedTuple):
     token: int
     trade: SettledTrade
     written: int      # the row's newest write time, microseconds (0 if every column is null)
+    ttl: int | None   # seconds until the first of its columns expires; None when none has a TTL
+
+
+def soonest(ttls) -> int | None:
+    """A row's TTL: the fewest seconds any of its columns has left (None when no column has one).
+    The row as converted lasts only that long: then a column goes null, or the whole row goes."""
+    left = [t for t in ttls if t is not None]
+    return min(left) if left else None
 
 
 def decode_scanned_trade(row) -> ScannedTrade:
     """A scan_settled or select_settled row, named."""
-    return ScannedTrade(row[_TOKEN], SettledTrade._make(row[_TRADE]), newest(row[_WRITETIMES]))
+    return ScannedTrade(row[_TOKEN], SettledTrade._make(row[_TRADE]), newest(row[_WRITETIMES]), soonest(row[_TTLS]))
+
+
+def expiries_differ(row) -> bool:
+    """Whether the scanned row's non-null columns expire at different times (or some never): cells
+    of one write share their expiry, so this means later writes with other TTLs, and no single TTL
+    on a copy can keep the row as the source keeps it."""
+    trade = SettledTrade._make(row[_TRADE])
+    values = (getattr(trade, c) for c in SETTLED_REGULAR)
+    return len({ttl for value, ttl in zip(values, row[_TTLS], strict=True) if value is not None}) > 1
 
 
 class TradeTime(NamedTuple):
@@ -38,7 +58,7 @@ def decode_trade_time(row) -> TradeTime:
 
 
 def scan_settled(keyspace: str, *, bypass_cache: bool = False) -> str:
-    """Token-range scan of settled_trades: the row, its token and write times."""
+    """Token-range scan of settled_trades: the row, its token, write times and TTLs."""
     tail = " BYPASS CACHE" if bypass_cache else ""
     return in_keyspace("SELECT " + _SCANNED + " FROM {ks}.settled_trades WHERE token(trade_id) > ?"
                        " AND token(trade_id) <= ?" + tail, keyspace)
@@ -65,6 +85,11 @@ def insert_settled(keyspace: str) -> str:
     """The settlement itself (the reference writer)."""
     return in_keyspace("INSERT INTO {ks}.settled_trades (" + column_list(SETTLED_COLUMNS) + ") VALUES ("
                        + markers(SETTLED_COLUMNS) + ") USING TIMESTAMP ?", keyspace)
+
+
+def delete_settled(keyspace: str) -> str:
+    """A bust: the trade gone, at the write time given (binds the time, then trade_id)."""
+    return in_keyspace("DELETE FROM {ks}.settled_trades USING TIMESTAMP ? WHERE trade_id = ?", keyspace)
 
 
 def old_trades_by_buyer(keyspace: str) -> str:

@@ -52,6 +52,19 @@ def insert_user_trade_into(keyspace: str, table: str) -> str:
                        + ") USING TIMESTAMP ?", keyspace)
 
 
+def insert_user_trade_ttl(keyspace: str) -> str:
+    """One row, at the source row's write time, expiring when the source row does (the backfill's
+    ttl_policy "preserve"): bind insert_values(...) and then the seconds left (0: none)."""
+    return insert_user_trade(keyspace) + " AND TTL ?"   # ... USING TIMESTAMP ? AND TTL ?
+
+
+def delete_user_trade_from(keyspace: str, table: str) -> str:
+    """One row gone, at the write time given (binds the time, then UserTrade.key): a bust, the key
+    a correction moved away from, the healer finishing either."""
+    return in_keyspace("DELETE FROM {ks}." + identifier(table, what="table") + " USING TIMESTAMP ? WHERE " + _KEY,
+                       keyspace)
+
+
 def select_user_trade(keyspace: str) -> str:
     return in_keyspace("SELECT " + column_list(USER_TRADE_COLUMNS) + " FROM {ks}.user_trades WHERE " + _KEY,
                        keyspace)

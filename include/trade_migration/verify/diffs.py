@@ -27,7 +27,8 @@ class Diff:
     actual: dict = field(default_factory=dict)
     detail: str = ""
     source_written_us: int | None = None
-    repair: str = ""
+    target_written_us: int | None = None   # the row's own newest write (orphans: what a resolve deletes)
+    repair: str = ""                       # how it was fixed, or why not
     row: UserTrade | None = field(default=None, repr=False, compare=False)   # the row to write back
 
     @property
@@ -46,7 +47,8 @@ class Diff:
                 "settled_at": self.settled_at.isoformat() if self.settled_at else None,
                 "columns": list(self.columns), "expected": _jsonable(self.expected),
                 "actual": _jsonable(self.actual), "detail": self.detail,
-                "source_written_us": self.source_written_us, "repair": self.repair}
+                "source_written_us": self.source_written_us, "target_written_us": self.target_written_us,
+                "repair": self.repair}
 
 
 def _jsonable(values: dict) -> dict:
@@ -76,5 +78,6 @@ def mismatch(i: int, expected: UserTrade, actual: UserTrade, cols: tuple, writte
                  detail="differs in " + ", ".join(cols))
 
 
-def orphan(i: int, row: UserTrade, detail: str, written: int | None = None) -> Diff:
-    return _diff(ORPHAN, REVERSE, i, row, written, actual=row._asdict(), detail=detail)
+def orphan(i: int, row: UserTrade, row_written: int, detail: str, written: int | None = None) -> Diff:
+    return _diff(ORPHAN, REVERSE, i, row, written, actual=row._asdict(), detail=detail,
+                 target_written_us=row_written)

@@ -1,8 +1,9 @@
 """A verification run of user_trades against settled_trades, stage by stage.
 
-plan -> survey (per batch: counts, and in a full run digests) -> narrow (where rows must be
-looked at one by one) -> inspect (per batch: row parity both ways, recheck, repair) -> conclude
-(totals, status) -> record (the parity_runs row). Every stage takes and returns JSON-ready
+plan -> heal (dual writes that failed, finished) -> survey (per batch: counts, and in a full run
+digests) -> narrow (where rows must be looked at one by one) -> inspect (per batch: row parity both
+ways, recheck, repair) -> resolve (confirmed orphans deleted) -> conclude (totals, status) ->
+record (the parity_runs row). Every stage takes and returns JSON-ready
 values, so the DAG maps them over token-range batches and run_all() chains them in one process.
 
 A full run compares digests first and looks rows up only where they differ: a key lookup costs
@@ -26,14 +27,17 @@ from trade_migration.core.errors import ConfigError
 from trade_migration.core.prepared import prepared
 from trade_migration.core.settings import COUNTS_IN_FLIGHT, FETCH_SIZE, IN_FLIGHT, PAGE_TIMEOUT_S
 from trade_migration.core.splits import labelled_batches, ring_ranges
+from trade_migration.dual_write import healer
 from trade_migration.statements.flags import flag_select
 from trade_migration.statements.parity_runs import parity_insert
-from trade_migration.verify.diffs import KINDS
+from trade_migration.verify.counts import whole_table_counts
+from trade_migration.verify.diffs import KINDS, ORPHAN
 from trade_migration.verify.digests import Digest, buckets_of
 from trade_migration.verify.parity_run import (
     ALL,
     CELLS,
     FULL,
+    MAX_RESOLVED,
     MODES,
     RECENTLY_SETTLED,
     SAMPLED,
@@ -45,6 +49,8 @@ from trade_migration.verify.parity_run import (
     merge_tallies,
 )
 from trade_migration.verify.repair import AT_RUN_START, AT_SOURCE_TIME
+from trade_migration.verify.resolve import NOT_RESOLVED, identity
+from trade_migration.verify.resolve import resolve as resolve_orphans
 from trade_migration.verify.row_parity import inspect as inspect_rows
 from trade_migration.verify.survey import ACTUAL_SOURCE, ACTUAL_TARGET, EXPECTED_SOURCE, EXPECTED_TARGET
 from trade_migration.verify.survey import survey as survey_ranges
@@ -52,6 +58,7 @@ from trade_migration.verify.survey import survey as survey_ranges
 log = logging.getLogger(__name__)
 CLEAN, BROKEN, REPAIRED = "clean", "broken", "repaired"
 DUAL_WRITE_FLAG = "dual_write"
+HEALED = ("pending", "healed", "left")   # the healer's counts a run keeps (records of failed dual writes)
 SAMPLED_RANGES = 20   # a sampled run without explicit splits cuts the ring so its share is ~this many ranges
 
 
@@ -67,7 +74,8 @@ class Options:
 
 # --- plan ---------------------------------------------------------------------------------------
 def plan_run(session: Session, config: Config, *, run_id: str, mode: str, seed: int | None = None,
-             sample_share: float = 0.05, splits: int | None = None, repair: bool = False, narrow: bool = True,
+             sample_share: float = 0.05, splits: int | None = None, repair: bool = False,
+             resolve_orphans: bool = False, resolve_limit: int = MAX_RESOLVED, narrow: bool = True,
              report_cap: int = 10_000, recheck_delay: float = 2.0, started_at: datetime | None = None) -> Run:
     """Fix the run's ranges, sample and start time; nothing is read from the tables yet."""
     if mode not in MODES:
@@ -78,7 +86,8 @@ def plan_run(session: Session, config: Config, *, run_id: str, mode: str, seed: 
     seed = derive_seed(run_id) if seed is None else int(seed)
     chosen = tuple(range(len(ranges))) if mode == FULL else choose(len(ranges), sample_share, seed)
     return Run(run_id=run_id, started_us=clock.micros(started_at or clock.now()), mode=mode, seed=seed,
-               sample_share=sample_share, ranges=ranges, chosen=chosen, repair=repair, narrow=narrow,
+               sample_share=sample_share, ranges=ranges, chosen=chosen, repair=repair,
+               resolve_orphans=resolve_orphans, resolve_limit=resolve_limit, narrow=narrow,
                report_cap=report_cap, recheck_delay=recheck_delay,
                dual_write_since_us=dual_write_since(session, config))
 
@@ -105,7 +114,14 @@ def batches(run: Run, indexes: list[int], count: int) -> list[dict]:
     return labelled_batches(list(by_range), count, seed=str(run.seed), encode=by_range.__getitem__)
 
 
-# --- survey / narrow / inspect ------------------------------------------------------------------
+# --- heal / survey / narrow / inspect / resolve --------------------------------------------------
+def heal(session: Session, config: Config, run: Run) -> dict | None:
+    """Before the survey, in a run that repairs: the dual writes that failed and were recorded,
+    finished by the healer (dual_write/healer.py), so the survey finds them in place; its
+    summary, or None when the run does not repair."""
+    return healer.heal(session, config) if run.repair else None
+
+
 def survey(session: Session, config: Config, run: Run, indexes: list[int], options: Options = Options()) -> dict:
     return survey_ranges(session, config, run, indexes, fetch_size=options.fetch_size,
                          count_concurrency=options.count_concurrency, scan_threads=options.scan_threads,
@@ -151,7 +167,20 @@ def inspect(session: Session, config: Config, run: Run, scope: Scope, indexes: l
         "diffs": [d.to_json() for d in checker.diffs[:run.report_cap]],
         "rejects": checker.rejects,
         "rejected_by_reason": dict(checker.reasons),
+        # what the resolve deletes: all of them, unless more than it may delete in the whole run
+        "orphans": [d.to_json() for d in checker.diffs if d.kind == ORPHAN][:run.resolve_limit]
+        if run.resolve_orphans else [],
     }
+
+
+def resolve(session: Session, config: Config, run: Run, inspections: list[dict], *, actor: str) -> dict | None:
+    """After every inspection, in a run that resolves orphans: the confirmed orphans of the whole
+    run deleted (verify/resolve.py), or none when there are more than its limit."""
+    if not run.resolve_orphans:
+        return None
+    counted = sum(t["orphans"] for p in inspections for t in p["tallies"].values())
+    return resolve_orphans(session, config, run, [d for p in inspections for d in p["orphans"]], counted,
+                           actor=actor)
 
 
 # --- conclude / record --------------------------------------------------------------------------
@@ -166,39 +195,59 @@ class Outcome:
     counts: dict | None            # whole-table counts (full runs)
     duration_s: float
     repaired_how: dict = field(default_factory=dict)
+    resolved_how: dict = field(default_factory=dict)
+    resolve_refused: str = ""
+    healing: dict | None = None    # the healer's summary (None: the run did not heal)
 
     @property
     def rows_checked(self) -> int:
         return self.total.source_rows + self.total.target_rows
 
+    @property
+    def healed(self) -> dict:
+        """The healer's counts a run keeps, each None when the run did not heal."""
+        return {k: (self.healing or {}).get(k) for k in HEALED}
+
+    def fixed_anything(self) -> bool:
+        return bool(self.healed["healed"] or self.total.repaired or self.total.resolved)
+
     def summary(self) -> dict:
-        t = self.total
+        t, h = self.total, self.healed
         return {"status": self.status, "rows_checked": self.rows_checked, "source_rows": t.source_rows,
                 "target_rows": t.target_rows, "missing": t.missing, "mismatched": t.mismatched,
-                "orphans": t.orphans, "rejected": t.rejected, "repaired": t.repaired, "late": t.late,
+                "orphans": t.orphans, "rejected": t.rejected, "repaired": t.repaired, "resolved": t.resolved,
+                "healed": h["healed"], "heal_pending": h["pending"], "heal_left": h["left"], "late": t.late,
                 "rejected_by_reason": self.rejected_by_reason, "counts": self.counts,
-                "repaired_how": self.repaired_how, "duration_s": round(self.duration_s, 3)}
+                "repaired_how": self.repaired_how, "resolved_how": self.resolved_how,
+                "resolve_refused": self.resolve_refused, "healing": self.healing,
+                "duration_s": round(self.duration_s, 3)}
 
 
 def status_of(total: Tally, repair: bool) -> str:
-    """clean: nothing differs; repaired: everything that differed was rewritten and no orphan is
-    left (orphans are never deleted by a run); broken: anything else."""
+    """clean: nothing differs; repaired: every missing and mismatched row was rewritten (the run
+    repairs) and every orphan resolved; broken: anything else."""
     if total.missing == total.mismatched == total.orphans == 0:
         return CLEAN
-    if repair and total.orphans == 0 and total.repaired == total.missing + total.mismatched:
-        return REPAIRED
-    return BROKEN
+    rewritten = total.missing + total.mismatched == (total.repaired if repair else 0)
+    return REPAIRED if rewritten and total.resolved == total.orphans else BROKEN
 
 
-def conclude(run: Run, surveys: list[dict], inspections: list[dict], *, finished_at: datetime | None = None) -> Outcome:
+def conclude(run: Run, surveys: list[dict], inspections: list[dict], resolved: dict | None = None,
+             healing: dict | None = None, *, finished_at: datetime | None = None) -> Outcome:
+    """The run's totals, status and report lines from every stage's JSON."""
+    resolved = resolved or {"tallies": {}, "outcomes": [], "refused": ""}
     parts = [*surveys, *inspections]
-    tallies = merge_tallies([p["tallies"] for p in parts])
+    tallies = merge_tallies([p["tallies"] for p in parts] + [resolved["tallies"]])
     total = Tally()
     for t in tallies.values():
         total.add(t)
     order = {k: n for n, k in enumerate(KINDS)}
     diffs = sorted((d for p in inspections for d in p["diffs"]),
                    key=lambda d: (order[d["kind"]], d["trade_id"], str(d["user_id"]), str(d["side"])))
+    how = {tuple(o[:-1]): o[-1] for o in resolved["outcomes"]}
+    for d in diffs:
+        if d["kind"] == ORPHAN and run.resolve_orphans:
+            d["repair"] = how.get(identity(d), NOT_RESOLVED)
     reasons: Counter = Counter()
     for p in parts:
         reasons.update(p["rejected_by_reason"])
@@ -210,40 +259,28 @@ def conclude(run: Run, surveys: list[dict], inspections: list[dict], *, finished
         counts=whole_table_counts(run, total),
         duration_s=max(0.0, (finished - run.started_us) / 1e6),
         repaired_how=dict(Counter(d["repair"] for d in diffs if d["repair"] in (AT_SOURCE_TIME, AT_RUN_START))),
+        resolved_how=dict(sorted(Counter(how.values()).items())), resolve_refused=resolved["refused"],
+        healing=healing,
     )
-
-
-def whole_table_counts(run: Run, total: Tally) -> dict | None:
-    """user_trades rows against 2 x convertible settled trades, over the whole ring (full runs).
-
-    Counts include rows written while the run was going, so they are reported, not judged:
-    in a quiet table the difference equals orphans - missing, which the row check explains.
-    """
-    if run.mode != FULL:
-        return None
-    expected = 2 * (total.settled - total.rejected)
-    delta = total.user_trades - expected
-    return {"settled_trades": total.settled, "rejected": total.rejected, "user_trades": total.user_trades,
-            "expected_user_trades": expected, "difference": delta,
-            "explained_by_rows": delta == total.orphans - total.missing}
 
 
 def record(session: Session, config: Config, run: Run, outcome: Outcome, report_path: str | None) -> None:
     """The run's parity_runs row: what the cleanup gate reads."""
-    t = outcome.total
+    t, h = outcome.total, outcome.healed
     stmt = prepared(session, parity_insert(config.keyspace), consistency=config.write_cl)
     session.execute(stmt, (run.started_at, run.run_id, run.mode, run.seed, len(run.checked_ranges),
                            len(run.ranges), outcome.rows_checked, t.missing, t.mismatched, t.orphans,
-                           t.rejected, t.repaired, outcome.status, outcome.duration_s, report_path))
+                           t.rejected, t.repaired, outcome.status, outcome.duration_s, report_path,
+                           t.resolved, h["pending"], h["healed"], h["left"]))
 
 
-def run_all(session: Session, config: Config, run: Run, *, batch_count: int = 1,
-            options: Options = Options()) -> Outcome:
+def run_all(session: Session, config: Config, run: Run, *, batch_count: int = 1, options: Options = Options(),
+            actor: str = "verify") -> Outcome:
     """Every stage in this process, batch after batch (tests, benchmarks, the command line)."""
+    healing = heal(session, config, run)
     surveys = [survey(session, config, run, b["ranges"], options)
                for b in batches(run, survey_indexes(run), batch_count)]
     scope = narrow(run, surveys)
     inspections = [inspect(session, config, run, scope, b["ranges"], options)
                    for b in batches(run, scope.indexes, batch_count)]
-    return conclude(run, surveys, inspections)
-
+    return conclude(run, surveys, inspections, resolve(session, config, run, inspections, actor=actor), healing)

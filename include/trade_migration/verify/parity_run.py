@@ -10,20 +10,18 @@ from __future__ import annotations
 import bisect
 import math
 import random
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from functools import cached_property
 from hashlib import blake2b
 
 from trade_migration.core import clock
-from trade_migration.core.errors import ConfigError
-from trade_migration.core.settings import NIGHTLY_MODE
 from trade_migration.core.tokens import TokenRange, user_trades_token
 from trade_migration.verify.digests import BUCKETS, bucket
 
 FULL, SAMPLED = "full", "sampled"
 MODES = (FULL, SAMPLED)
+MAX_RESOLVED = 1000   # orphans a run may delete; more, and it deletes none (verify/resolve.py)
 RECENT = timedelta(hours=24)   # a sampled run also checks every trade settled this recently
 # How a range is looked at row by row: every row; only trades settled in the last RECENT; only
 # rows in buckets whose digests differ.
@@ -33,19 +31,6 @@ ALL, RECENTLY_SETTLED, CELLS = "all", "recent", "cells"
 def derive_seed(run_id: str) -> int:
     """A seed from the run's id (a positive bigint, as parity_runs.seed stores it)."""
     return int.from_bytes(blake2b(run_id.encode(), digest_size=8).digest(), "big") >> 1
-
-
-def default_mode(run_type: str, env: Mapping[str, str] | None = None) -> str:
-    """The mode of a run started without one. A manual run, or one triggered by a finished
-    backfill, checks everything; the nightly schedule runs TM_NIGHTLY_MODE, sampled unless set:
-    a sample looks every row up by key, so where a full run's digest scan is cheaper (measure
-    with bench/verify_speed.py), set it to full."""
-    if str(run_type) not in ("scheduled", "backfill"):
-        return FULL
-    mode = NIGHTLY_MODE.get(env)
-    if mode not in MODES:
-        raise ConfigError(f"{NIGHTLY_MODE.name} must be one of {', '.join(MODES)} (got {mode!r})")
-    return mode
 
 
 def choose(total: int, share: float, seed: int) -> tuple[int, ...]:
@@ -65,7 +50,9 @@ class Run:
     sample_share: float
     ranges: tuple[TokenRange, ...]   # the whole ring, in token order
     chosen: tuple[int, ...]          # indexes checked row by row in both directions (sampled mode)
-    repair: bool = False
+    repair: bool = False             # heal, and rewrite missing and mismatched rows
+    resolve_orphans: bool = False    # delete confirmed orphans (at most resolve_limit)
+    resolve_limit: int = MAX_RESOLVED
     narrow: bool = True              # full mode: look rows up only where the digests differ
     report_cap: int = 10_000
     recheck_delay: float = 2.0
@@ -177,7 +164,8 @@ class Tally:
     missing: int = 0
     mismatched: int = 0
     orphans: int = 0
-    repaired: int = 0
+    repaired: int = 0       # missing and mismatched rows written back
+    resolved: int = 0       # orphans deleted (or found gone) by the resolve
 
     def add(self, other: Tally) -> Tally:
         for f in fields(self):

@@ -1,8 +1,9 @@
-"""Phase 5, verify: the run planned and the phase started; at the end the outcome reported,
-recorded (parity_runs, the phase) and judged.
+"""Phase 5, verify: the run planned (its policy decided) and the phase started; at the end the
+outcome reported, recorded (parity_runs, the phase), judged, and told.
 
 A broken outcome is recorded first and raised after (ParityBroken), so the cleanup gate and
-the status page see it even though the run fails.
+the status page see it even though the run fails (the DAG's failure callback sends the notice).
+A run that ends well but healed, repaired or resolved anything sends its notice here.
 """
 from __future__ import annotations
 
@@ -10,40 +11,48 @@ import logging
 
 from cassandra.cluster import Session
 
+from trade_migration.core import notify
 from trade_migration.core.config import Config
 from trade_migration.core.errors import ParityBroken
 from trade_migration.state import phases
-from trade_migration.verify import parity, report
-from trade_migration.verify.parity_run import Run, default_mode
+from trade_migration.verify import parity, policy, report
+from trade_migration.verify.parity_run import MAX_RESOLVED, Run
 
 log = logging.getLogger(__name__)
-RECORDED = ("missing", "mismatched", "orphans", "rejected", "repaired")   # totals kept in the phase record
+# totals kept in the phase record
+RECORDED = ("missing", "mismatched", "orphans", "rejected", "repaired", "resolved")
 
 
 def start(session: Session, config: Config, *, run_id: str, actor: str, reason: str, mode: str | None,
           run_type: str, parallelism: int, seed: int | None = None, sample_share: float = 0.05,
-          splits: int | None = None, repair: bool = False, exhaustive: bool = False, report_cap: int = 10_000,
+          splits: int | None = None, repair: bool | None = None, resolve_orphans: bool | None = None,
+          resolve_limit: int = MAX_RESOLVED, exhaustive: bool = False, report_cap: int = 10_000,
           recheck_delay_s: float = 2.0) -> tuple[dict, list[dict]]:
-    """The order guard, the run fixed (no mode: the nightly schedule's or full, by `run_type`) and
-    the phase running; (the run, the survey's batches)."""
+    """The order guard, the run fixed (what is not given, by the policy for `run_type`: see
+    verify/policy.py) and the phase running; (the run, the survey's batches)."""
     state = phases.State(session, config)
     state.require(phases.VERIFY)
-    run = parity.plan_run(session, config, run_id=run_id, mode=mode or default_mode(run_type), seed=seed,
-                          sample_share=sample_share, splits=splits, repair=repair, narrow=not exhaustive,
-                          report_cap=report_cap, recheck_delay=recheck_delay_s)
+    run = parity.plan_run(session, config, run_id=run_id, mode=mode or policy.default_mode(run_type), seed=seed,
+                          sample_share=sample_share, splits=splits, repair=policy.repairs(repair, run_type),
+                          resolve_orphans=policy.resolves_orphans(resolve_orphans, run_type),
+                          resolve_limit=resolve_limit, narrow=not exhaustive, report_cap=report_cap,
+                          recheck_delay=recheck_delay_s)
     state.mark(phases.VERIFY, phases.RUNNING, run_id=run.run_id, actor=actor, reason=reason,
-               details={"mode": run.mode, "seed": run.seed, "ranges": len(run.checked_ranges), "repair": run.repair})
+               details={"mode": run.mode, "seed": run.seed, "ranges": len(run.checked_ranges), "repair": run.repair,
+                        "resolve_orphans": run.resolve_orphans})
     log.info("%s run, seed %d: %d of %d token ranges checked row by row, rows written after %s left to"
-             " the next run", run.mode, run.seed, len(run.checked_ranges), len(run.ranges), run.started_at)
+             " the next run; repair %s, resolve orphans %s", run.mode, run.seed, len(run.checked_ranges),
+             len(run.ranges), run.started_at, run.repair, run.resolve_orphans)
     return run.to_json(), parity.batches(run, parity.survey_indexes(run), parallelism)
 
 
-def finish(session: Session, config: Config, run: dict, surveys: list[dict], inspections: list[dict], *,
-           actor: str, reason: str) -> dict:
+def finish(session: Session, config: Config, run: dict, surveys: list[dict], inspections: list[dict],
+           resolved: dict | None = None, healing: dict | None = None, *, actor: str, reason: str) -> dict:
     """Conclude, write the report, record the parity run and the phase (completed, or failed when
-    broken); the outcome's summary, or ParityBroken naming the report."""
+    broken), tell the notifier of what was fixed; the outcome's summary, or ParityBroken naming
+    the report."""
     r = Run.from_json(run)
-    outcome = parity.conclude(r, list(surveys), list(inspections or []))
+    outcome = parity.conclude(r, list(surveys), list(inspections or []), resolved, healing)
     paths = report.write(r, outcome)
     log.info("%s", report.format_summary(r, outcome))
     for name, path in paths.items():
@@ -53,7 +62,11 @@ def finish(session: Session, config: Config, run: dict, surveys: list[dict], ins
     ok = outcome.status != parity.BROKEN
     phases.State(session, config).mark(
         phases.VERIFY, phases.COMPLETED if ok else phases.FAILED, run_id=r.run_id, actor=actor, reason=reason,
-        details={"status": outcome.status, "mode": r.mode, **{k: getattr(outcome.total, k) for k in RECORDED}})
+        details={"status": outcome.status, "mode": r.mode, "healed": outcome.healed["healed"],
+                 **{k: getattr(outcome.total, k) for k in RECORDED}})
     if not ok:
         raise ParityBroken(f"{report.format_summary(r, outcome)}; report in {folder}")
-    return outcome.summary()
+    summary = outcome.summary()
+    if outcome.fixed_anything():
+        notify.send(notify.fixes_notice(run_id=r.run_id, summary=summary, report_folder=folder))
+    return summary

@@ -1,9 +1,12 @@
 """The repair after a verification: missing and mismatched rows written again from their trades.
 
-Orphans are never deleted. Each row is first written at its source's write time, as the backfill
-writes it, so a dual write or correction made later wins. A row a newer delete or value shadows
-(written before the run began, so a fault, not live traffic) is written again at the run's start;
-writes made after the run started always win. Every write is read back.
+Orphans are resolved elsewhere (verify/resolve.py). Each row is first written at its source's
+write time, as the backfill writes it, so a dual write or correction made later wins. A row a
+newer delete or value shadows (written before the run began, so a fault, not live traffic) is
+written again at the run's start; writes made after the run started always win. Every write is
+read back. A write sets only the row's non-null values, and clears (a tombstone) only a column
+that holds a value where the source has none: no other tombstone lands in the table the gateway
+reads.
 """
 from __future__ import annotations
 
@@ -13,8 +16,8 @@ from cassandra.concurrent import execute_concurrent_with_args
 
 from trade_migration.core.prepared import prepared
 from trade_migration.core.reads import lookup
-from trade_migration.statements.user_trades import decode_timed_user_trade, insert_user_trade
-from trade_migration.verify.diffs import MISMATCHED, MISSING
+from trade_migration.statements.user_trades import decode_timed_user_trade, insert_user_trade, insert_values
+from trade_migration.verify.diffs import MISMATCHED, MISSING, Diff
 
 if TYPE_CHECKING:
     from trade_migration.verify.row_parity import Checker
@@ -33,7 +36,7 @@ def repair(checker: Checker) -> int:
                          (AT_RUN_START, lambda d: max(d.source_written_us, run.started_us))):
         if not todo:
             break
-        execute_concurrent_with_args(session, insert, [(*d.row, stamp(d)) for d in todo],
+        execute_concurrent_with_args(session, insert, [insert_values(d.row, stamp(d), clear=cleared(d)) for d in todo],
                                      concurrency=concurrency, raise_on_first_error=True)
         found = lookup(session, checker.get_target, [d.row.key for d in todo], concurrency=concurrency)
         left = []
@@ -47,3 +50,9 @@ def repair(checker: Checker) -> int:
     for d in todo:
         d.repair = NOT_REPAIRED
     return sum(1 for d in checker.diffs if d.repair in (AT_SOURCE_TIME, AT_RUN_START))
+
+
+def cleared(d: Diff) -> tuple[str, ...]:
+    """The columns to clear: null at the source, holding a value in user_trades (mismatched only:
+    a missing row holds nothing)."""
+    return tuple(c for c in d.columns if d.expected[c] is None and d.actual[c] is not None)

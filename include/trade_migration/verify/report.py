@@ -1,5 +1,6 @@
-"""A verification run's files: the differences (CSV, capped), the rejects, and a summary with a
-per-range chart (HTML, drawn with pandas' Styler bars: matplotlib is not in the environment).
+"""A verification run's files: the differences (CSV, capped; column repair says how each was
+fixed, or why not), the rejects, and a summary (what was found, healed, repaired and resolved)
+with a per-range chart (HTML, drawn with pandas' Styler bars: matplotlib is not in the environment).
 
 Files go to $TM_REPORT_DIR/verify/<run id>/ (default ./reports), a folder any later process can
 find from the run id alone (the failure notifier does).
@@ -22,7 +23,7 @@ from trade_migration.verify.parity_run import SAMPLED, Run
 
 DIFF_COLUMNS = ("kind", "direction", "range", "trade_id", "user_id", "symbol_id", "settled_at", "side",
                 "columns", "expected", "actual", "detail", "source_written_at", "origin", "repair")
-CHART_COLUMNS = ("missing", "mismatched", "orphans", "repaired", "rejected", "late")
+CHART_COLUMNS = ("missing", "mismatched", "orphans", "repaired", "resolved", "rejected", "late")
 
 
 def report_dir(run_id: str, env: Mapping[str, str] | None = None) -> Path:
@@ -74,7 +75,8 @@ def run_facts(run: Run) -> dict:
             "sample_share": run.sample_share if run.mode == SAMPLED else None, "splits": len(run.ranges),
             "chosen_ranges": [run.ranges[i].label for i in run.chosen] if run.mode == SAMPLED else "all",
             "recent_since": run.recent_since.isoformat() + "Z" if run.mode == SAMPLED else None,
-            "repair": run.repair, "narrowed_by_digests": run.narrow,
+            "repair": run.repair, "resolve_orphans": run.resolve_orphans, "resolve_limit": run.resolve_limit,
+            "narrowed_by_digests": run.narrow,
             "dual_write_since": _when(run.dual_write_since_us) or None}
 
 
@@ -111,5 +113,6 @@ def format_summary(run: Run, outcome: Outcome) -> str:
     s = outcome.summary()
     return (f"parity {s['status']} ({run.mode}, seed {run.seed}, {len(run.checked_ranges)}/{len(run.ranges)} ranges):"
             f" {s['rows_checked']:,} rows checked, missing {s['missing']}, mismatched {s['mismatched']},"
-            f" orphans {s['orphans']}, rejected {s['rejected']}, repaired {s['repaired']},"
+            f" orphans {s['orphans']}, rejected {s['rejected']}, repaired {s['repaired']}, resolved {s['resolved']},"
+            f" healed {s['healed'] if s['healed'] is not None else '-'},"
             f" written during the run {s['late']}, {s['duration_s']}s")

@@ -18,6 +18,7 @@ from cassandra.cluster import Session
 
 from trade_migration.core.config import Config
 from trade_migration.core.convert import Reject, convert
+from trade_migration.core.model import SettledTrade, UserTrade
 from trade_migration.core.prepared import prepared
 from trade_migration.core.reads import lookup, pages
 from trade_migration.core.settings import FETCH_SIZE, IN_FLIGHT, PAGE_TIMEOUT_S
@@ -38,6 +39,21 @@ from trade_migration.statements.user_trades import (
 from trade_migration.verify.diffs import MISMATCHED, MISSING, REVERSE, Diff, compare, mismatch, missing, orphan
 from trade_migration.verify.parity_run import CELLS, RECENTLY_SETTLED, Run, Scope, Tally
 from trade_migration.verify.repair import repair
+
+
+def counterpart(trade: SettledTrade | None, urow: UserTrade, symbol_ids: dict[str, int]) -> UserTrade | str:
+    """The row `trade` converts to under this row's key; when there is none, why not (the row is an
+    orphan: the reverse check's detail, the resolve's reason)."""
+    if trade is None:
+        return f"no settled trade {urow.trade_id}"
+    out = convert(trade, symbol_ids)
+    if isinstance(out, Reject):
+        return f"its trade is rejected ({out.reason})"
+    expected = next((e for e in out if e.key == urow.key), None)
+    if expected is None:
+        return "its trade converts to other rows: " + "; ".join(
+            f"user {e.user_id} symbol {e.symbol_id} {e.side} at {e.settled_at}" for e in out)
+    return expected
 
 
 class Checker:
@@ -104,7 +120,7 @@ class Checker:
         """Differences of these settled_trades rows (scan_settled shape); counting on the first look."""
         t0, tally = self.run.started_us, self.tally(i)
         wanted = []
-        for token, trade, written in self.run.before_start(rows, decode_scanned_trade, tally, counting=counting):
+        for token, trade, written, _ in self.run.before_start(rows, decode_scanned_trade, tally, counting=counting):
             out = convert(trade, self.symbol_ids)
             if counting:
                 tally.source_rows += 1
@@ -140,32 +156,26 @@ class Checker:
         user_trades rows (scan_user_trades_timed shape)."""
         t0, tally = self.run.started_us, self.tally(i)
         keep = []
-        for tgt_tok, urow, _ in self.run.before_start(rows, decode_timed_user_trade, tally, counting=counting):
+        for tgt_tok, urow, row_written in self.run.before_start(rows, decode_timed_user_trade, tally,
+                                                                counting=counting):
             src_tok = settled_token(urow.trade_id)
             if how == CELLS and not self.scope.in_cell(src_tok, tgt_tok):
                 continue
             tally.target_rows += int(counting)
-            keep.append((tgt_tok, src_tok, urow))
-        ids = sorted({u.trade_id for _, _, u in keep})
+            keep.append((tgt_tok, src_tok, urow, row_written))
+        ids = sorted({u.trade_id for _, _, u, _ in keep})
         sources = dict(zip(ids, lookup(self.session, self.get_source, [(t,) for t in ids],
                                        concurrency=self.concurrency), strict=True))
         diffs = []
-        for tgt_tok, src_tok, urow in keep:
+        for tgt_tok, src_tok, urow, row_written in keep:
             source = sources[urow.trade_id]
-            if source is None:
-                diffs.append(orphan(i, urow, f"no settled trade {urow.trade_id}"))
-                continue
-            _, trade, written = decode_scanned_trade(source)
-            if written > t0:
+            scanned = None if source is None else decode_scanned_trade(source)
+            if scanned is not None and scanned.written > t0:
                 continue   # the trade changed since the run started: the next run's
-            out = convert(trade, self.symbol_ids)
-            if isinstance(out, Reject):
-                diffs.append(orphan(i, urow, f"its trade is rejected ({out.reason})", written))
-                continue
-            expected = next((e for e in out if e.key == urow.key), None)
-            if expected is None:
-                keys = "; ".join(f"user {e.user_id} symbol {e.symbol_id} {e.side} at {e.settled_at}" for e in out)
-                diffs.append(orphan(i, urow, f"its trade converts to other rows: {keys}", written))
+            trade, written = (None, None) if scanned is None else (scanned.trade, scanned.written)
+            expected = counterpart(trade, urow, self.symbol_ids)
+            if isinstance(expected, str):
+                diffs.append(orphan(i, urow, row_written, expected, written))
             elif expected != urow and not self.scope.covers(self.run, src_tok, trade.settled_at, tgt_tok):
                 diffs.append(mismatch(i, expected, urow, compare(expected, urow), written, direction=REVERSE))
         return diffs

@@ -95,7 +95,7 @@ class _RangeDigest:
         rng, tally, symbol_ids = self.run.ranges[i], part.tally, self.symbol_ids
         by_target, by_source = part.digests[EXPECTED_TARGET].add, part.digests[EXPECTED_SOURCE].add
         for page in pages(self.session, self.scan_source, (rng.start, rng.end), timeout=self.timeout):
-            for token, trade, _ in self.run.before_start(page, decode_scanned_trade, tally):
+            for token, trade, _, _ in self.run.before_start(page, decode_scanned_trade, tally):
                 tally.source_rows += 1
                 out = convert(trade, symbol_ids)
                 if isinstance(out, Reject):

@@ -1,7 +1,8 @@
 """What user_trades and rejected_trades must hold, computed from settled_trades independently of
 the product (the contract's mapping and reject rules written out again here, not trades.convert).
 
-The same approach as tests/integration/test_backfill.py, shared by the fault and bad-input tests.
+The same approach as tests/integration/test_backfill.py, shared by the fault and bad-input tests and
+the live-day acceptance run (bench/live_day.py).
 Reads use the session's default consistency (QUORUM on the three-node ring).
 """
 from __future__ import annotations
