@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import subprocess
@@ -126,6 +127,8 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=120.0, help="live trades settled per second")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
+    # Each injected failure is logged by the writer; the final line counts them.
+    logging.getLogger("trade_migration.dual_write").setLevel(logging.ERROR)
     config = Config(keyspace=KEYSPACE)
     if any(not p.startswith("127.") for p in config.contact_points):
         sys.exit("live-day resets its keyspace: it runs only against a local node")
@@ -174,12 +177,15 @@ def main() -> None:
     gate = evaluate(session, config, GateOptions(parity_runs=2, acknowledge_rejects="live day")).gate("parity")
     past_stats = past.stats
     exact = ok and end["missing"] == end["extra"] == end["differ"] == end["older_write_time"] == 0
-    print(f"parity runs  {[(r.status, r.missing, r.mismatched, r.orphans, r.repaired) for r in runs]};"
+    healed, resolved = sum(r.healed or 0 for r in runs), sum(r.resolved or 0 for r in runs)
+    print(f"parity runs  {[(r.status, r.missing, r.mismatched, r.orphans, r.repaired) for r in runs]}"
+          " (status, missing, mismatched, orphans, repaired; newest first);"
           f" cleanup parity gate (last 2 runs): {'pass' if gate.passed else 'FAIL'}: {gate.detail}")
     print(f"live day {'EXACT' if exact else 'NOT EXACT'} in {time.monotonic() - began:.0f}s:"
           f" {stats.settled:,} trades settled live, {stats.injected_failures + past_stats.injected_failures}"
           f" dual-write failures injected, {stats.retries_recorded + past_stats.retries_recorded} recorded for"
-          f" healing, {stats.busted + past_stats.busted} busts, {stats.corrected + past_stats.corrected} corrections;"
+          f" healing, {healed} healed, {stats.busted + past_stats.busted} busts,"
+          f" {stats.corrected + past_stats.corrected} corrections, {resolved} orphans resolved;"
           f" user_trades {end['rows']:,} rows for {end['expected']:,} expected: missing {end['missing']},"
           f" extra {end['extra']}, differing {end['differ']}, older write time {end['older_write_time']}"
           + (f"; e.g. {end['examples']}" if end["examples"] else ""), flush=True)
