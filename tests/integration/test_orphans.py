@@ -20,18 +20,20 @@ from pathlib import Path
 import pytest
 from conftest import load_trades, mark_done
 from testkit.statements import delete_user_trade
+from testkit.traffic import live_trades, stamped
 
 from trade_migration.backfill import copier, plan
 from trade_migration.cleanup import gates
+from trade_migration.core import clock
 from trade_migration.core.convert import Reject, convert
 from trade_migration.core.notify import Notice
 from trade_migration.core.prepared import prepared
 from trade_migration.core.settings import PARITY_NOTIFIER
 from trade_migration.core.symbols import load_symbol_ids
-from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
+from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange, user_trades_token
 from trade_migration.dual_write.writer import SettlementWriter, WriterOptions
 from trade_migration.state import phases
-from trade_migration.state.flags import DUAL_WRITE, Flags
+from trade_migration.state.flags import DUAL_WRITE, NEW_ONLY, READ_PATH, Flags, check_writer_switch
 from trade_migration.state.ledger import Ledger
 from trade_migration.statements.parity_runs import parity_select_recent
 from trade_migration.statements.settled_trades import decode_scanned_trade, scan_settled
@@ -50,6 +52,7 @@ from trade_migration.verify.resolve import (
 )
 
 N, SEED, SPLITS = 600, 31, 8
+LIVE_FIRST = 700_000_000   # trades settled by the reference writer (the generator's ids are far below)
 _runs = itertools.count()
 NOTICES: list[Notice] = []
 
@@ -89,9 +92,9 @@ def row_at(db, cfg, key: tuple):
     return db.execute(prepared(db, select_user_trade_timed(cfg.keyspace)), key).one()
 
 
-def verify(db, cfg, **kw):
+def verify(db, cfg, mode: str = "full", **kw):
     kw.setdefault("recheck_delay", 0.1)
-    run = parity.plan_run(db, cfg, run_id=f"orphans_{next(_runs)}", mode="full", splits=SPLITS, **kw)
+    run = parity.plan_run(db, cfg, run_id=f"orphans_{next(_runs)}", mode=mode, splits=SPLITS, **kw)
     return run, parity.run_all(db, cfg, run, batch_count=3, actor="alice")
 
 
@@ -247,6 +250,74 @@ def test_the_resolve_refuses_an_unknown_symbol_too_many_orphans_and_a_writer_tha
                                         " missing trade proves nothing")
     assert new_only.total.resolved == 0 and all(row_at(db, cfg, k) is not None for k in gone_rows)
     assert [r["run_id"] for r in resolutions(db, cfg)] == [run.run_id] * 2   # the first run's two deletes
+
+
+# --- new_only: the writer has left settled_trades ---------------------------------------------
+def test_rows_settled_in_new_only_mode_are_no_orphans_but_a_row_written_before_the_switch_is(db, cfg):
+    backfilled(db, cfg)
+    flags = Flags(db, cfg)
+    flags.set(DUAL_WRITE, "on", actor="pytest", reason="dual writes on")
+    writer = SettlementWriter(db, cfg, WriterOptions(flag_refresh_s=0))
+    pool = list(itertools.islice(live_trades(LIVE_FIRST, 5), 400))   # one reject in each slice below
+    outcomes = [writer.settle(stamped(t, time.time_ns())).outcome for t in pool[110:130]]
+    assert (outcomes.count("dual_written"), outcomes.count("rejected")) == (19, 1)
+    flags.set(READ_PATH, "user_trades", actor="pytest", reason="reads moved")
+    check_writer_switch(NEW_ONLY, flags.all())
+    since = clock.micros(flags.set(DUAL_WRITE, NEW_ONLY, actor="pytest", reason="the writer left settled_trades")
+                         .changed_at)
+    settled = [stamped(t, time.time_ns()) for t in pool[360:400]]
+    outcomes = [writer.settle(t).outcome for t in settled]
+    assert (outcomes.count("new_only"), outcomes.count("rejected")) == (39, 1)
+    new_rows = [r for t, o in zip(settled, outcomes, strict=True) if o == "new_only" for r in rows_of(db, cfg, t)]
+    assert all(row_at(db, cfg, r.key) is not None for r in new_rows)
+    assert not any(db.execute(f"SELECT trade_id FROM {cfg.keyspace}.settled_trades WHERE trade_id = %s",
+                              (t.trade_id,)).one() for t in settled)   # user_trades is their only table
+    ok = convertible(db, cfg)   # the backfilled trades and the 20 dual-written ones
+
+    # a full run (narrowed by digests: the new rows' buckets differ, so they are looked up) is clean
+    run, full = verify(db, cfg)
+    assert (run.new_only_since_us, run.dual_write_since_us) == (since, None)
+    t = full.total
+    assert (full.status, full.diffs, t.missing, t.mismatched, t.orphans, t.new_only) == (
+        parity.CLEAN, [], 0, 0, 0, len(new_rows))
+    assert (t.source_rows, t.target_rows) == (N + 20, 2 * len(ok) + len(new_rows))
+    assert full.counts == {"settled_trades": N + 20, "rejected": N + 20 - len(ok),
+                           "user_trades": 2 * len(ok) + len(new_rows), "expected_user_trades": 2 * len(ok),
+                           "difference": len(new_rows), "explained_by_rows": True, "new_only": len(new_rows)}
+
+    # so is a sampled one, which counts the new rows of the ranges it chose
+    sample, sampled = verify(db, cfg, mode="sampled", sample_share=0.5, seed=SEED)
+    chosen = [r for r in new_rows if sample.range_index(user_trades_token(r.user_id, r.symbol_id)) in sample.chosen]
+    assert chosen and len(chosen) < len(new_rows)
+    assert (sampled.status, sampled.diffs, sampled.total.orphans, sampled.total.new_only) == (
+        parity.CLEAN, [], 0, len(chosen))
+
+    # and the cleanup's parity gate passes alongside its writer gate
+    parity.record(db, cfg, run, full, None)
+    parity.record(db, cfg, sample, sampled, None)
+    report_ = gates.evaluate(db, cfg, gates.GateOptions(parity_runs=2))
+    assert report_.gate(gates.PARITY).passed and report_.gate(gates.WRITER).passed, report_.text()
+
+    # a row no trade explains, written before the switch, is still an orphan (and kept: resolve
+    # refuses while new_only); one written at the switch is a new_only row
+    template = rows_of(db, cfg, ok[0])[0]
+    before, at_switch = template._replace(trade_id=LIVE_FIRST - 1), template._replace(trade_id=LIVE_FIRST - 2)
+    insert = prepared(db, insert_user_trade(cfg.keyspace))
+    db.execute(insert, insert_values(before, since - 1))
+    db.execute(insert, insert_values(at_switch, since))
+    _, planted = verify(db, cfg, resolve_orphans=True)
+    assert found(planted) == {(ORPHAN, before.trade_id, before.user_id, before.side, NOT_RESOLVED)}
+    assert [d["detail"] for d in planted.diffs] == [f"no settled trade {before.trade_id}"]
+    assert (planted.status, planted.total.orphans, planted.total.new_only, planted.total.resolved) == (
+        parity.BROKEN, 1, len(new_rows) + 1, 0)
+    assert planted.resolve_refused == ("dual_write is new_only: settled_trades is no longer written, so a"
+                                       " missing trade proves nothing")
+    assert (planted.counts["difference"], planted.counts["new_only"], planted.counts["explained_by_rows"]) == (
+        len(new_rows) + 2, len(new_rows) + 1, True)
+    assert row_at(db, cfg, before.key) is not None
+    _, every = verify(db, cfg, mode="sampled", sample_share=1.0)
+    assert found(every) == {(ORPHAN, before.trade_id, before.user_id, before.side, "")}
+    assert (every.total.orphans, every.total.new_only) == (1, len(new_rows) + 1)
 
 
 # --- the nightly policy, end to end -------------------------------------------------------------

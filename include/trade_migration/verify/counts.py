@@ -44,13 +44,18 @@ def whole_table_counts(run: Run, total: Tally) -> dict | None:
     """user_trades rows against 2 x convertible settled trades, over the whole ring (full runs).
 
     Counts include rows written while the run was going, so they are reported, not judged:
-    in a quiet table the difference equals orphans - missing, which the row check explains
-    (before orphans are resolved: the counts are taken first).
+    in a quiet table the difference equals orphans + new_only - missing, which the row check
+    explains (before orphans are resolved: the counts are taken first). new_only: rows of trades
+    settled once the writer had left settled_trades, which no settled trade accounts for; listed
+    only once the run knows when that was.
     """
     if run.mode != FULL:
         return None
     expected = 2 * (total.settled - total.rejected)
     delta = total.user_trades - expected
-    return {"settled_trades": total.settled, "rejected": total.rejected, "user_trades": total.user_trades,
-            "expected_user_trades": expected, "difference": delta,
-            "explained_by_rows": delta == total.orphans - total.missing}
+    counts = {"settled_trades": total.settled, "rejected": total.rejected, "user_trades": total.user_trades,
+              "expected_user_trades": expected, "difference": delta,
+              "explained_by_rows": delta == total.orphans + total.new_only - total.missing}
+    if run.new_only_since_us is not None:
+        counts["new_only"] = total.new_only
+    return counts

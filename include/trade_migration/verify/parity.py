@@ -28,7 +28,7 @@ from trade_migration.core.prepared import prepared
 from trade_migration.core.settings import COUNTS_IN_FLIGHT, FETCH_SIZE, IN_FLIGHT, PAGE_TIMEOUT_S
 from trade_migration.core.splits import labelled_batches, ring_ranges
 from trade_migration.dual_write import healer
-from trade_migration.statements.flags import flag_select
+from trade_migration.state.flags import DUAL_WRITE, NEW_ONLY, RETIRED, Flags
 from trade_migration.statements.parity_runs import parity_insert
 from trade_migration.verify.counts import whole_table_counts
 from trade_migration.verify.diffs import KINDS, ORPHAN
@@ -57,7 +57,6 @@ from trade_migration.verify.survey import survey as survey_ranges
 
 log = logging.getLogger(__name__)
 CLEAN, BROKEN, REPAIRED = "clean", "broken", "repaired"
-DUAL_WRITE_FLAG = "dual_write"
 HEALED = ("pending", "healed", "left")   # the healer's counts a run keeps (records of failed dual writes)
 SAMPLED_RANGES = 20   # a sampled run without explicit splits cuts the ring so its share is ~this many ranges
 
@@ -88,18 +87,22 @@ def plan_run(session: Session, config: Config, *, run_id: str, mode: str, seed: 
     return Run(run_id=run_id, started_us=clock.micros(started_at or clock.now()), mode=mode, seed=seed,
                sample_share=sample_share, ranges=ranges, chosen=chosen, repair=repair,
                resolve_orphans=resolve_orphans, resolve_limit=resolve_limit, narrow=narrow,
-               report_cap=report_cap, recheck_delay=recheck_delay,
-               dual_write_since_us=dual_write_since(session, config))
+               report_cap=report_cap, recheck_delay=recheck_delay, **writer_since(session, config))
 
 
-def dual_write_since(session: Session, config: Config) -> int | None:
-    """When dual writes were turned on (None while off): a difference in a trade written later
-    points at the settlement service's dual write, an older one at the backfill."""
-    row = session.execute(prepared(session, flag_select(config.keyspace), consistency=config.read_cl),
-                          (DUAL_WRITE_FLAG,)).one()
-    if row is None or row.value != "on" or row.changed_at is None:
-        return None
-    return clock.micros(row.changed_at)
+def writer_since(session: Session, config: Config) -> dict[str, int]:
+    """When the dual_write flag took its value, as the Run keeps it. While it is on,
+    dual_write_since_us: a difference in a trade written later points at the settlement service's
+    dual write, an older one at the backfill. While it is new_only (or retired), new_only_since_us:
+    a user_trades row written since may have no settled trade, as settled_trades is no longer written."""
+    flag = Flags(session, config).get(DUAL_WRITE)
+    if flag.changed_at is None:
+        return {}
+    if flag.value == "on":
+        return {"dual_write_since_us": clock.micros(flag.changed_at)}
+    if flag.value in (NEW_ONLY, RETIRED):
+        return {"new_only_since_us": clock.micros(flag.changed_at)}
+    return {}
 
 
 def survey_indexes(run: Run) -> list[int]:
@@ -215,7 +218,8 @@ class Outcome:
         t, h = self.total, self.healed
         return {"status": self.status, "rows_checked": self.rows_checked, "source_rows": t.source_rows,
                 "target_rows": t.target_rows, "missing": t.missing, "mismatched": t.mismatched,
-                "orphans": t.orphans, "rejected": t.rejected, "repaired": t.repaired, "resolved": t.resolved,
+                "orphans": t.orphans, "new_only": t.new_only, "rejected": t.rejected, "repaired": t.repaired,
+                "resolved": t.resolved,
                 "healed": h["healed"], "heal_pending": h["pending"], "heal_left": h["left"], "late": t.late,
                 "rejected_by_reason": self.rejected_by_reason, "counts": self.counts,
                 "repaired_how": self.repaired_how, "resolved_how": self.resolved_how,

@@ -57,6 +57,7 @@ class Run:
     report_cap: int = 10_000
     recheck_delay: float = 2.0
     dual_write_since_us: int | None = None
+    new_only_since_us: int | None = None   # when the writer left settled_trades (dual_write new_only)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -83,6 +84,11 @@ class Run:
                 tally.late += int(counting)
                 continue
             yield scanned
+
+    def settled_in_new_only(self, written: int) -> bool:
+        """Whether a user_trades row written then may have no settled trade: the writer had left
+        settled_trades (a row written before that with no trade is an orphan)."""
+        return self.new_only_since_us is not None and written >= self.new_only_since_us
 
     def range_index(self, token: int) -> int:
         return bisect.bisect_left(self._ends, token)
@@ -164,6 +170,7 @@ class Tally:
     missing: int = 0
     mismatched: int = 0
     orphans: int = 0
+    new_only: int = 0       # user_trades rows with no settled trade, written in new_only mode (not orphans)
     repaired: int = 0       # missing and mismatched rows written back
     resolved: int = 0       # orphans deleted (or found gone) by the resolve
 

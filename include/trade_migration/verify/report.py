@@ -77,7 +77,8 @@ def run_facts(run: Run) -> dict:
             "recent_since": run.recent_since.isoformat() + "Z" if run.mode == SAMPLED else None,
             "repair": run.repair, "resolve_orphans": run.resolve_orphans, "resolve_limit": run.resolve_limit,
             "narrowed_by_digests": run.narrow,
-            "dual_write_since": _when(run.dual_write_since_us) or None}
+            "dual_write_since": _when(run.dual_write_since_us) or None,
+            "new_only_since": _when(run.new_only_since_us) or None}
 
 
 def per_range(run: Run, outcome: Outcome) -> pd.DataFrame:
@@ -113,6 +114,7 @@ def format_summary(run: Run, outcome: Outcome) -> str:
     s = outcome.summary()
     return (f"parity {s['status']} ({run.mode}, seed {run.seed}, {len(run.checked_ranges)}/{len(run.ranges)} ranges):"
             f" {s['rows_checked']:,} rows checked, missing {s['missing']}, mismatched {s['mismatched']},"
-            f" orphans {s['orphans']}, rejected {s['rejected']}, repaired {s['repaired']}, resolved {s['resolved']},"
+            f" orphans {s['orphans']}, settled in new_only {s['new_only']}, rejected {s['rejected']},"
+            f" repaired {s['repaired']}, resolved {s['resolved']},"
             f" healed {s['healed'] if s['healed'] is not None else '-'},"
             f" written during the run {s['late']}, {s['duration_s']}s")

@@ -3,7 +3,9 @@
 Forward: each settled trade in scope converts (core.convert, as the backfill converts it) to
 its two rows, each looked up by primary key -> missing, or mismatched with the columns that
 differ. Reverse: each user_trades row in scope is traced to its trade -> an orphan when there is
-no trade, the trade is rejected, or it converts to other keys. Anything written after the run
+no trade, the trade is rejected, or it converts to other keys; a row with no trade written once
+dual_write was new_only is a trade settled in user_trades alone, counted (Tally.new_only), not an
+orphan. Anything written after the run
 started, on either side, is left to the next run, and a difference counts only if a second look
 after a delay still sees it: that is what keeps live writes from raising alarms.
 """
@@ -151,9 +153,10 @@ class Checker:
                 self.rejects.append({"range": i, "trade_id": trade_id, "reason": out.reason})
 
     # --- reverse: user_trades row -> its trade -------------------------------------------------
-    def reverse(self, i: int, how: str, rows: list, *, counting: bool) -> list[Diff]:
+    def reverse(self, i: int, how: str, rows: list, *, counting: bool, first: bool = True) -> list[Diff]:
         """Orphans (and, for trades the forward check does not cover, mismatches) among these
-        user_trades rows (scan_user_trades_timed shape)."""
+        user_trades rows (scan_user_trades_timed shape); rows settled in new_only mode counted on
+        the first look (the survey cannot tell them, so even a narrowed run counts them here)."""
         t0, tally = self.run.started_us, self.tally(i)
         keep = []
         for tgt_tok, urow, row_written in self.run.before_start(rows, decode_timed_user_trade, tally,
@@ -172,6 +175,9 @@ class Checker:
             scanned = None if source is None else decode_scanned_trade(source)
             if scanned is not None and scanned.written > t0:
                 continue   # the trade changed since the run started: the next run's
+            if scanned is None and self.run.settled_in_new_only(row_written):
+                tally.new_only += int(first)
+                continue   # settled once the writer had left settled_trades: user_trades is its only table
             trade, written = (None, None) if scanned is None else (scanned.trade, scanned.written)
             expected = counterpart(trade, urow, self.symbol_ids)
             if isinstance(expected, str):
@@ -199,7 +205,7 @@ class Checker:
         for i, keys in reverse.items():
             rows = [r for r in lookup(self.session, self.get_target, keys, concurrency=self.concurrency)
                     if r is not None]
-            again += self.reverse(i, self.scope.reverse[i], rows, counting=False)
+            again += self.reverse(i, self.scope.reverse[i], rows, counting=False, first=False)
         confirmed = [d for d in again if d.identity in self._first]
         for d in confirmed:
             tally = self.tally(d.range)
