@@ -46,11 +46,16 @@ browser:
 lint: venv
 	$(VENV)/bin/ruff check .
 
-test: lint db-up airflow-init browser
-	$(RUN) pytest $(PYTEST_ARGS)
+# The tests run in their own Airflow home and report folder (and their own t_* keyspaces), never the
+# operator's .airflow/ and reports/: a UI opened after `make test` shows nothing from the tests.
+TEST_HOME := $(CURDIR)/.local/test-airflow
+TEST_ENV := AIRFLOW_HOME=$(TEST_HOME) TM_REPORT_DIR=$(TEST_HOME)/reports
+test: lint db-up browser
+	$(TEST_ENV) $(MAKE) --no-print-directory airflow-init
+	$(TEST_ENV) $(RUN) pytest $(PYTEST_ARGS)
 
 test-unit: venv
-	$(RUN) pytest tests/unit $(PYTEST_ARGS)
+	$(TEST_ENV) $(RUN) pytest tests/unit $(PYTEST_ARGS)
 
 # Every benchmark in bench/, one after another, each printing its figures (README: Measured figures).
 # BENCH_TRADES=100000 for a quicker look; the README's figures are at 1M.

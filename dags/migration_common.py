@@ -8,10 +8,12 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule, dag, get_current_context, teardown
+from migration_alerts import task_failed
 
 from trade_migration.core import settings
 from trade_migration.core.config import IDENTIFIER, config_from_connection
 from trade_migration.core.errors import DRIVER_PERMANENT, Permanent
+from trade_migration.core.session import open_session
 from trade_migration.state.phases import fail_unfinished
 
 CONN_ID = settings.CONN_ID.get()
@@ -34,6 +36,8 @@ DEFAULT_ARGS = {
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=10),
     "retry_policy": FAIL_FAST,
+    # Once a task has failed for good (never on a retry): the notifier hears of it (migration_alerts).
+    "on_failure_callback": task_failed,
 }
 
 
@@ -58,8 +62,8 @@ def who_and_why(*, required: bool = False) -> dict:
     }
 
 
-OPTIONAL_TEXT = frozenset({"actor", "reason", "override_reason", "acknowledge_rejects", "archive_dir",
-                           "skip_archive_reason"})
+OPTIONAL_TEXT = frozenset({"actor", "reason", "override_reason", "acknowledge_rejects", "archive_url",
+                           "archive_conn_id", "skip_archive_reason"})
 
 
 def text_params(params) -> dict:
@@ -84,7 +88,7 @@ def cassandra(conn_id: str = CONN_ID):
 
     hook = CassandraHook(cassandra_conn_id=conn_id)
     config = config_from_connection(hook.get_connection(conn_id))
-    session = hook.get_cluster().connect()   # no keyspace: it may not exist before phase 1
+    session = open_session(hook.get_cluster())   # a refusal a retry cannot fix fails at once
     try:
         yield session, config
     finally:

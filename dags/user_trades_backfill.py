@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from airflow.sdk import Asset, Param, get_current_context, task
+from airflow.sdk.exceptions import AirflowSkipException
 from migration_common import (
     ID_PATTERN,
     POOL,
@@ -77,13 +78,23 @@ def user_trades_backfill():
                               max_in_flight=p["max_in_flight"], page_timeout=p["page_timeout_s"],
                               rows_per_second=p["rows_per_second"] / p["parallelism"], ttl_policy=p["ttl_policy"])
 
-    @task(outlets=[BACKFILL_DONE], trigger_rule="none_failed")
+    @task(trigger_rule="none_failed")
     def summarize() -> dict:
+        """Green once this run's ranges are done; a run of listed ranges reports what else is open."""
         ctx = get_current_context()
+        p = ctx["params"]
         with cassandra() as (session, config):
-            return phase.finish(session, config, ctx["params"]["backfill_id"], **run_by(ctx))
+            return phase.finish(session, config, p["backfill_id"], require_complete=not p["ranges"], **run_by(ctx))
 
-    copy_ranges.expand(batch=plan_ranges()) >> summarize() >> unfinished_phase_teardown(BACKFILL)
+    @task(outlets=[BACKFILL_DONE])
+    def announce_complete(report: dict) -> None:
+        """The Asset event that schedules verification, only for a complete ledger (skipped otherwise)."""
+        if not report["complete"]:
+            raise AirflowSkipException(report["still_open"])
+
+    report = summarize()
+    copy_ranges.expand(batch=plan_ranges()) >> report
+    announce_complete(report) >> unfinished_phase_teardown(BACKFILL)
 
 
 user_trades_backfill()

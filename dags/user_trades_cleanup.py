@@ -4,8 +4,10 @@ Reading order: check_gates (read path on user_trades for 30 days, the writer off
 the last nightly parity runs clean, the backfill complete, the rejects acknowledged; a failing
 gate fails the run, naming the gate and, for the 30 days, the date it will pass) -> summarize
 (row counts of both tables, the Markdown the approver reads) -> approve (Approve / Reject;
-Reject after 24 h without an answer; the answer is audited with who and when) -> archive
-(Parquet by token range, counts checked; gates checked again) -> drop_table (dual_write retired
+Reject after 24 h without an answer; the answer is audited with who and when) -> archive_table
+(Parquet by token range to archive_url, counts checked, manifest last; gates checked again) ->
+verify_archive (every object's sha256 and rows against the manifest, a seeded sample of ranges
+read back against the table; any difference notifies and fails the run) -> drop_table (dual_write retired
 by compare-and-set, then config.LEGACY_TABLE dropped, if it still exists) -> record (phase cleanup
 completed: the end of the migration). Scheduled daily, so it asks for approval on the first day
 all gates pass; once the migration is over every run skips.
@@ -17,6 +19,7 @@ from datetime import timedelta
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
+from archive_storage import ARCHIVE_PARAMS_HELP, CONN_ID_PATTERN, run_store
 from migration_common import (
     ID_PATTERN,
     actor,
@@ -27,7 +30,9 @@ from migration_common import (
     who_and_why,
 )
 
-from trade_migration.cleanup import approval, archive, gates, phase
+from trade_migration.archive.check import CheckOptions
+from trade_migration.archive.store import probe
+from trade_migration.cleanup import approval, gates, phase
 from trade_migration.core.settings import APPROVAL_TIMEOUT_S
 from trade_migration.state.phases import CLEANUP
 
@@ -79,8 +84,13 @@ class CleanupApproval(ApprovalOperator):
                                      description="Why the rejected trades (never in user_trades) may go with the"
                                                  " table; needed while rejected_trades is not empty. Audited;"
                                                  " later runs reuse it while the rejects stay the same."),
-        "archive_dir": Param(None, type=["null", "string"], maxLength=1000,
-                             description="Absolute directory for the Parquet archive (empty: $TM_REPORT_DIR/archive)."),
+        "archive_url": Param(None, type=["null", "string"], maxLength=1000,
+                             description=ARCHIVE_PARAMS_HELP["archive_url"]),
+        "archive_conn_id": Param(None, type=["null", "string"], pattern=CONN_ID_PATTERN,
+                                 description=ARCHIVE_PARAMS_HELP["archive_conn_id"]),
+        "verify_sample_share": Param(0.1, type="number", exclusiveMinimum=0, maximum=1,
+                                     description="Share of token ranges read back from the archive and compared"
+                                                 " row by row with settled_trades before the drop (1: all)."),
         "skip_archive_reason": Param(None, type=["null", "string"], maxLength=2000,
                                      description="Drop without an archive; why. Audited. Empty: archive first."),
         "archive_parallelism": Param(4, type="integer", minimum=1, maximum=32,
@@ -97,7 +107,9 @@ def user_trades_cleanup():
         ctx = get_current_context()
         p = text_params(ctx["params"])
         opts = gate_options(p)
-        archive.archive_root(p["archive_dir"])                     # a bad path fails here, not after approval
+        store = run_store(p, ctx["run_id"])          # a bad URL, endpoint, key or bucket fails here, not after
+        if not p["skip_archive_reason"].strip():    # approval
+            probe(store)
         with cassandra() as (session, config):
             over = phase.over(session, config)
             if over:
@@ -109,8 +121,9 @@ def user_trades_cleanup():
         ctx = get_current_context()
         p = text_params(ctx["params"])
         with cassandra() as (session, config):
-            return phase.summarize(session, config, report, archive_dir=p["archive_dir"], run_id=ctx["run_id"],
-                                   skip_archive_reason=p["skip_archive_reason"], response_timeout=RESPONSE_TIMEOUT)
+            return phase.summarize(session, config, report, archive_url=p["archive_url"], run_id=ctx["run_id"],
+                                   skip_archive_reason=p["skip_archive_reason"], response_timeout=RESPONSE_TIMEOUT,
+                                   sample_share=p["verify_sample_share"])
 
     approve = CleanupApproval(
         task_id=APPROVE_TASK,
@@ -128,8 +141,20 @@ def user_trades_cleanup():
         decision = approved(ctx)
         with cassandra() as (session, config):
             return phase.archive_table(session, config, gate_options(p), decision, run_id=ctx["run_id"],
-                                       archive_dir=summary["archive_dir"], skip_archive_reason=p["skip_archive_reason"],
+                                       archive=run_store(p, ctx["run_id"]),
+                                       skip_archive_reason=p["skip_archive_reason"],
                                        refresh_bound_s=p["refresh_bound_s"], parallelism=p["archive_parallelism"])
+
+    @task
+    def verify_archive(archived: dict) -> dict:
+        ctx = get_current_context()
+        p = text_params(ctx["params"])
+        decision = approved(ctx)
+        options = CheckOptions(sample_share=p["verify_sample_share"], seed=ctx["run_id"],
+                               parallelism=p["archive_parallelism"])
+        with cassandra() as (session, config):
+            return phase.verify_archive(session, config, decision, archive=run_store(p, ctx["run_id"]),
+                                        archived=archived, options=options, run_id=ctx["run_id"])
 
     @task
     def drop_table(archived: dict) -> dict:
@@ -150,7 +175,8 @@ def user_trades_cleanup():
     summary >> approve
     archived = archive_table(summary)
     approve >> archived
-    record(archived, drop_table(archived)) >> unfinished_phase_teardown(CLEANUP)
+    verified = verify_archive(archived)
+    record(verified, drop_table(verified)) >> unfinished_phase_teardown(CLEANUP)
 
 
 user_trades_cleanup()

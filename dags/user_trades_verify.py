@@ -5,8 +5,9 @@ writes finished, when the run repairs) -> survey (one mapped task per batch of t
 counts, and in a full run digests) -> narrow (which ranges need a row-by-row look) -> inspect
 (mapped: row parity in both directions, recheck, repair) -> resolve (confirmed orphans deleted,
 when the run resolves them) -> conclude (the parity_runs row, the report, the phase record).
-A broken result fails the run and calls the notifier named by TM_PARITY_NOTIFIER (the log by
-default); so does a good one that healed, repaired or resolved anything.
+A broken result fails the run and calls the notifier named by TM_NOTIFIER (else TM_PARITY_NOTIFIER;
+the log by default); so does a good one that healed, repaired or resolved anything. heal also
+alerts when dual writes fail faster than TM_DUAL_WRITE_ALERT_PER_HOUR.
 
 What a Param left empty means depends on the run's type (Param defaults apply to every run): the
 nightly schedule runs TM_NIGHTLY_MODE (sampled unless set), heals and repairs unless
@@ -25,7 +26,9 @@ from airflow.sdk import (
     get_current_context,
     task,
 )
+from migration_alerts import range_label
 from migration_common import (
+    DEFAULT_ARGS,
     POOL,
     actor,
     cassandra,
@@ -36,7 +39,7 @@ from migration_common import (
     who_and_why,
 )
 
-from trade_migration.core import notify
+from trade_migration.core import alerts, notify
 from trade_migration.core.settings import FETCH_SIZE, IN_FLIGHT
 from trade_migration.state.phases import VERIFY
 from trade_migration.verify import parity, phase, report
@@ -52,12 +55,13 @@ MAX_PARALLEL = 16
 
 
 def notify_failure(context) -> None:
-    """on_failure_callback: hand the notice to the configured notifier."""
-    run_id = context.get("run_id") or context["dag_run"].run_id
-    ti = context.get("ti")
+    """on_failure_callback of this DAG's tasks, instead of the generic one: the parity notice, with
+    the run's figures when its report was written (a broken run), for any task that failed for good."""
+    ti, error = context["ti"], context.get("exception")
+    run_id = context["run_id"]
     notify.send(notify.failure_notice(
-        dag_id="user_trades_verify", run_id=run_id, reason=context.get("reason"),
-        failed_task=getattr(ti, "task_id", None), report_folder=report.report_dir(run_id)))
+        dag_id=ti.dag_id, run_id=run_id, reason=alerts.error_text(error), failed_task=ti.task_id,
+        report_folder=report.report_dir(run_id), range_label=range_label(ti, error)))
 
 
 def _run_type(ctx) -> str:
@@ -73,7 +77,7 @@ def _options(p: dict) -> parity.Options:
     "user_trades_verify",
     doc=__doc__,
     schedule=AssetOrTimeSchedule(timetable=NIGHTLY, assets=[BACKFILL_DONE]),
-    on_failure_callback=notify_failure,
+    default_args={**DEFAULT_ARGS, "on_failure_callback": notify_failure},
     params={
         "mode": Param(None, type=["null", "string"], enum=[None, *MODES],
                       description="full or sampled; empty: TM_NIGHTLY_MODE (sampled) for the nightly"

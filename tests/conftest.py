@@ -1,6 +1,7 @@
 """Shared fixtures: a real local Cassandra (started by `make test`), one keyspace per test module."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -13,6 +14,16 @@ from trade_migration.create_table import schema
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_TABLES = ("symbols", "settled_trades", "user_trades", *STATE_TABLES)
+OPERATOR_HOMES = (REPO / ".airflow", Path("~/airflow").expanduser())
+
+
+def pytest_configure(config):
+    """The tests' runs, approvals and logs must never land in the Airflow home an operator's UI reads."""
+    home = os.environ.get("AIRFLOW_HOME")
+    if not home or Path(home).resolve() in {h.resolve() for h in OPERATOR_HOMES}:
+        raise pytest.UsageError(f"AIRFLOW_HOME={home or '(unset: ~/airflow)'} is an operator's Airflow home; run"
+                                " `make test`, or set AIRFLOW_HOME to a folder of its own"
+                                " (and `bin/airflow db migrate` it) before running pytest")
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,14 @@
 #        DDL fast; set false where nodes get SIGKILLed, or a restarted node forgets recent schema),
 #        TM_CACHE (~/.cache/trade-migration). A second cluster can run beside the default one,
 #        e.g. CASS_BASE=.local/ring CASS_FIRST_NODE=2 CASS_NODES=3 on 127.0.0.2-4.
+# opt-in security (off by default; tests/integration/test_security.py runs a node with both):
+#        CASS_AUTH=on       PasswordAuthenticator, CassandraAuthorizer, CassandraRoleManager, caches off
+#                           (a GRANT or REVOKE applies at once); superuser cassandra/cassandra
+#        CASS_TLS_DIR=DIR   client-to-node TLS only (no plaintext port): DIR/node.p12 is a PKCS#12
+#                           keystore with the node's private key and certificate chain (keytool or
+#                           Python's cryptography make one)
+#        CASS_TLS_KEYSTORE_PASSWORD  its password (required with CASS_TLS_DIR; written only to the
+#                           node's cassandra.yaml, mode 600; Cassandra does not log it)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -53,8 +61,11 @@ start_node() {
   local token seeds
   token=$(python3 -c "print(($n - $FIRST) * (2**64 // $NODES) - 2**63)")
   seeds=$(seq -s, -f '127.0.0.%g' "$FIRST" "$LAST")
-  sed -e "s|@IP@|$ip|g" -e "s|@DIR@|$dir|g" -e "s|@TOKEN@|$token|g" -e "s|@SEEDS@|$seeds|g" \
-    "$HERE/node.yaml.tmpl" >"$dir/cassandra.yaml"
+  (umask 077 && sed -e "s|@IP@|$ip|g" -e "s|@DIR@|$dir|g" -e "s|@TOKEN@|$token|g" -e "s|@SEEDS@|$seeds|g" \
+    "$HERE/node.yaml.tmpl" >"$dir/cassandra.yaml")
+  local keystore=""
+  if [ -n "${CASS_TLS_DIR:-}" ]; then keystore=$(tls_keystore); fi
+  security_options "$keystore" >>"$dir/cassandra.yaml"
   : >"$dir/logs/system.log"
   # shellcheck disable=SC2046
   nohup java $(grep -v '^#' "$HERE/jvm17-cassandra.flags") \
@@ -77,10 +88,53 @@ start_node() {
   echo "node$n starting on $ip (pid $!, logs $dir/logs/system.log)"
 }
 
+# The opt-in auth and TLS settings (TLS: $1 = the node's keystore), appended to a node's cassandra.yaml.
+security_options() {
+  case "${CASS_AUTH:-off}" in
+    on) cat <<'YAML'
+authenticator:
+  class_name: org.apache.cassandra.auth.PasswordAuthenticator
+authorizer:
+  class_name: org.apache.cassandra.auth.CassandraAuthorizer
+role_manager:
+  class_name: org.apache.cassandra.auth.CassandraRoleManager
+roles_validity: 0ms
+permissions_validity: 0ms
+credentials_validity: 0ms
+YAML
+    ;;
+    off) ;;
+    *) die "CASS_AUTH must be on or off (got '$CASS_AUTH')" ;;
+  esac
+  [ -n "$1" ] || return 0
+  printf 'client_encryption_options:\n  enabled: true\n  optional: false\n  require_client_auth: false\n'
+  printf '  store_type: PKCS12\n  keystore: %s\n' "$1"
+  # JSON string syntax is YAML too: any character of the password survives
+  printf '  keystore_password: %s\n' \
+    "$(python3 -c 'import json, os; print(json.dumps(os.environ["CASS_TLS_KEYSTORE_PASSWORD"]))')"
+}
+
+tls_keystore() {
+  local dir ks; dir=$(cd "$CASS_TLS_DIR" 2>/dev/null && pwd) || die "CASS_TLS_DIR=$CASS_TLS_DIR is not a directory"
+  ks=$dir/node.p12
+  [ -s "$ks" ] && [ -r "$ks" ] \
+    || die "keystore $ks is missing, empty or unreadable (CASS_TLS_DIR must hold node.p12: PKCS#12, the node's key and certificate chain)"
+  [ -n "${CASS_TLS_KEYSTORE_PASSWORD:-}" ] || die "CASS_TLS_DIR is set but CASS_TLS_KEYSTORE_PASSWORD is empty (the password of $ks)"
+  echo "$ks"
+}
+
+# Why a node stopped during start-up: the exception and its causes from the log (a wrong keystore
+# password, an unreadable keystore, any configuration error), else the log's last lines.
+start_failure() {
+  local dir=$1 why
+  why=$(grep -hE '^(ERROR .*|Caused by: .*|[a-z.]+Exception: .*)$' "$dir/logs/system.log" 2>/dev/null | awk '!seen[$0]++' | head -n 8 || true)
+  if [ -n "$why" ]; then echo "$why" >&2; else tail -n 30 "$dir/logs/system.log" "$dir/logs/stdout.log" >&2; fi
+}
+
 wait_ready() {
   local n=$1 ip=127.0.0.$1 dir deadline=$((SECONDS + START_TIMEOUT)); dir=$(node_dir "$1")
   until port_open "$ip" 9042; do
-    node_pid "$n" >/dev/null || { tail -n 30 "$dir/logs/system.log" "$dir/logs/stdout.log" >&2; die "node$n exited during start-up (logs in $dir/logs)"; }
+    node_pid "$n" >/dev/null || { start_failure "$dir"; die "node$n exited during start-up (logs in $dir/logs)"; }
     [ $SECONDS -lt "$deadline" ] || die "node$n did not answer CQL on $ip:9042 within ${START_TIMEOUT}s (logs in $dir/logs)"
     sleep 1
   done

@@ -4,7 +4,7 @@ from airflow.sdk.exceptions import ParamValidationError
 from conftest import dagbag, load_trades, mark_done
 
 from trade_migration.state import phases
-from trade_migration.state.ledger import Ledger
+from trade_migration.state.ledger import DONE, FAILED, Ledger
 
 N = 8000
 
@@ -72,3 +72,30 @@ def test_a_task_failing_for_good_records_the_phase_failed(dag, db, airflow_conn,
     assert (phase.status, phase.run_id) == ("failed", run.run_id)
     [last] = state.audit_log(1)
     assert (last.action, last.reason) == ("failed", "a task of the run failed; see its log")
+
+
+def test_a_rerun_of_one_failed_range_ends_green_and_names_what_is_still_open(dag, db, airflow_conn):
+    """The 3 a.m. rerun: one range of a ledger with two failed ones. Its own range done, the run is
+    green, the summary names the other failed range, and verification is not announced; the run
+    of everything left then completes the ledger and announces it."""
+    load_trades(db, airflow_conn, N, seed=7)
+    mark_done(db, airflow_conn, "create_table", "dual_write")
+    assert dag.test(run_conf={"backfill_id": "oncall", "splits": 8, "parallelism": 2}).state == "success"
+    ledger = Ledger(db, airflow_conn, "oncall")
+    first, second = sorted(ledger.load(), key=lambda s: s.range_start)[2:4]
+    for rs in (first, second):
+        ledger.finish(rs, FAILED, error="planted failure")
+
+    one = dag.test(run_conf={"backfill_id": "oncall", "ranges": [first.label]})
+    assert one.state == "success"
+    states = ti_states(one)
+    assert (states[("summarize", -1)], states[("announce_complete", -1)]) == ("success", "skipped")
+    report = next(ti for ti in one.get_task_instances() if ti.task_id == "summarize").xcom_pull(task_ids="summarize")
+    total = len(ledger.load())
+    assert report["complete"] is False and report["by_status"] == {DONE: total - 1, FAILED: 1}
+    assert f"failed: {second.label}" in report["still_open"]
+    assert {s.range_start: s.status for s in ledger.load()}[first.range_start] == DONE
+
+    rest = dag.test(run_conf={"backfill_id": "oncall", "ranges": []})   # dag.test keeps the last conf
+    assert rest.state == "success" and ti_states(rest)[("announce_complete", -1)] == "success"
+    assert all(s.status == DONE for s in ledger.load())

@@ -142,7 +142,7 @@ def test_the_dag_imports_and_runs_nightly_and_after_each_backfill(bag):
     assert isinstance(schedule, AssetOrTimeSchedule)
     assert isinstance(schedule.timetable, CronTriggerTimetable)
     assert (schedule.timetable.expression, str(schedule.timetable.timezone)) == ("0 2 * * *", "UTC")
-    backfill_outlets = bag.get_dag("user_trades_backfill").get_task("summarize").outlets
+    backfill_outlets = bag.get_dag("user_trades_backfill").get_task("announce_complete").outlets
     assert schedule.asset_condition == AssetAll(*backfill_outlets)
     assert dag.catchup is False
     assert [t.task_id for t in dag.tasks] == ["plan", "heal", "survey", "narrow", "inspect", "resolve", "conclude",

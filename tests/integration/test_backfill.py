@@ -12,8 +12,8 @@ from conftest import load_trades, mark_done
 from trade_migration.backfill import copier, plan, summary
 from trade_migration.backfill.copier import Options
 from trade_migration.core.errors import RangeTimeout
-from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange
-from trade_migration.state.ledger import DONE, Ledger
+from trade_migration.core.tokens import MAX_TOKEN, MIN_RESPLIT_WIDTH, MIN_TOKEN, TokenRange
+from trade_migration.state.ledger import DONE, FAILED, Ledger
 
 N = 100_000
 RING = [TokenRange(MIN_TOKEN, MAX_TOKEN)]
@@ -148,7 +148,8 @@ def test_a_range_that_times_out_is_resplit_on_its_next_attempt(target, cfg, sour
     with pytest.raises(RangeTimeout):
         run(target, cfg, "slow", splits=2, page_timeout=0.0001)
     failed = [s for s in Ledger(target, cfg, "slow").load() if s.resplit]
-    assert failed and failed[0].last_error.startswith("timeout")
+    assert failed and failed[0].last_error.startswith("timed out at token")
+    original = {s.range_start: s.label for s in failed}
     run(target, cfg, "slow", splits=2)
     states = Ledger(target, cfg, "slow").load()
     children = [s for s in states if s.parent_start is not None]
@@ -159,6 +160,25 @@ def test_a_range_that_times_out_is_resplit_on_its_next_attempt(target, cfg, sour
     assert summary.backfill_summary(states)["complete"] is True
     assert sum(s.rows_read for s in states) == N
     assert_exact(target, cfg.keyspace)
+    # The label the engineer copied before the re-split still names the range: its pieces.
+    ledger = Ledger(target, cfg, "slow")
+    start, label = sorted(original.items())[0]
+    picked = plan.select(ledger.load(), ledger, [label])
+    assert sorted(p.range_start for p in picked) == sorted(
+        s.range_start for s in states if start in (s.range_start, s.parent_start))
+    assert len(picked) == 4
+
+
+def test_a_range_at_the_minimum_size_that_times_out_fails_without_a_resplit(target, cfg, source):
+    ledger = Ledger(target, cfg, "floor")
+    narrow = TokenRange(MIN_TOKEN, MIN_TOKEN + MIN_RESPLIT_WIDTH)      # one piece of the finest grain
+    ledger.plan([narrow])
+    with pytest.raises(RangeTimeout, match="not re-split: it is at the minimum range size"):
+        copier.run_batch(target, cfg, "floor", [narrow], Options(page_timeout=0.0001))
+    (after,) = ledger.load()
+    assert (after.status, after.resplit, after.range_end) == (FAILED, False, narrow.end)
+    assert "rerun the range with a larger page_timeout_s or a smaller fetch_size" in after.last_error
+    assert "page_timeout_s=0.0001" in after.last_error
 
 
 def test_an_explicit_range_is_rerun_and_unknown_ranges_are_refused(target, cfg, source):

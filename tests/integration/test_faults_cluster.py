@@ -373,11 +373,12 @@ def test_a_client_timeout_on_an_oversized_range_resplits_it(target, source):
     ledger = Ledger(target, CFG, "client_timeout")
     oversized = plan.ensure_ledger(target, CFG, ledger, 1)    # one range per node's token range: ~N/3 rows each
     assert 3 <= len(oversized) <= 4
-    with pytest.raises(RangeTimeout, match="will be re-split on the next attempt"):
+    with pytest.raises(RangeTimeout, match="re-split before its next attempt"):
         copier.run_batch(target, CFG, "client_timeout", RING, Options(fetch_size=5000, page_timeout=0.001))
     flagged = [s for s in ledger.load() if s.resplit]
     assert len(flagged) == len(oversized)
-    assert all(s.status == "failed" and s.last_error.startswith("timeout: ") for s in flagged)
+    assert all(s.status == "failed" and s.last_error.startswith("timed out at token ") for s in flagged)
+    assert all("rerun the range with a larger page_timeout_s" in s.last_error for s in flagged)
 
     copier.run_batch(target, CFG, "client_timeout", RING, Options())      # the retry
     children = resplit_children(target, "client_timeout")
@@ -435,8 +436,9 @@ def test_a_server_timeout_on_an_oversized_range_resplits_it(target, source):
     assert isinstance(outcome.get("error"), RangeTimeout), outcome
     flagged = {s.range_start: s for s in ledger.load()}[biggest.range_start]
     assert flagged.resplit and flagged.status == "failed"
-    assert flagged.last_error.startswith("timeout: Error from server: code=1200 [Coordinator node timed out"
-                                         " waiting for replica nodes' responses]"), flagged.last_error
+    assert flagged.last_error.startswith(f"timed out at token {flagged.checkpoint} (ReadTimeout: Error from server:"
+                                         " code=1200 [Coordinator node timed out waiting for replica nodes'"
+                                         " responses]"), flagged.last_error
     assert "'consistency': 'ALL'" in flagged.last_error
     assert biggest.range_start < frozen_at <= flagged.checkpoint < biggest.range_end   # stopped mid-range
 

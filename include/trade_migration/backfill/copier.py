@@ -17,7 +17,10 @@ from cassandra import OperationTimedOut, ReadFailure, ReadTimeout
 from cassandra.cluster import Session
 from cassandra.query import BatchStatement, BatchType
 
+from trade_migration.backfill.stall_watch import StallWatch
 from trade_migration.backfill.ttl import PRESERVE, REFUSE, check_policy, mixed, refused
+from trade_migration.core import metrics
+from trade_migration.core.alerts import note_range
 from trade_migration.core.clock import now
 from trade_migration.core.config import Config
 from trade_migration.core.convert import Reject, convert, raw_values
@@ -26,9 +29,10 @@ from trade_migration.core.prepared import prepared
 from trade_migration.core.reads import paged
 from trade_migration.core.settings import FETCH_SIZE, IN_FLIGHT, PAGE_TIMEOUT_S
 from trade_migration.core.symbols import load_symbol_ids
+from trade_migration.core.tokens import MIN_RESPLIT_WIDTH
 from trade_migration.core.writes import TRANSIENT as TRANSIENT_ERRORS
 from trade_migration.core.writes import BoundedWriter
-from trade_migration.state.ledger import DONE, FAILED, Ledger, RangeState, within
+from trade_migration.state.ledger import DONE, FAILED, PENDING, RUNNING, Ledger, RangeState, within
 from trade_migration.statements.rejected_trades import reject_insert_at
 from trade_migration.statements.settled_trades import decode_scanned_trade, expiries_differ, scan_settled
 from trade_migration.statements.user_trades import insert_user_trade, insert_user_trade_ttl, insert_values
@@ -48,6 +52,8 @@ class Options:
     bypass_cache: bool = False        # ScyllaDB: scans do not evict the live working set
     ttl_policy: str = REFUSE          # a source row with a TTL: refuse (fail the range) or preserve it
     source: str = "backfill"
+    run_id: str | None = None         # the run and DAG an alert of this copy names (none: the command line's)
+    dag_id: str | None = None
 
 
 @dataclass
@@ -60,9 +66,13 @@ class Totals:
     tokens_total: int = 0
     started: float = field(default_factory=time.monotonic)
 
+    def rate(self) -> float:
+        """Source rows read per second since this process started copying."""
+        return self.rows_read / max(time.monotonic() - self.started, 1e-6)
+
     def line(self) -> str:
         took = max(time.monotonic() - self.started, 1e-6)
-        rate = self.rows_read / took
+        rate = self.rate()
         frac = self.tokens_done / self.tokens_total if self.tokens_total else 1.0
         eta = took * (1 - frac) / frac if frac > 0 else float("inf")
         return (f"{self.rows_read:,} read, {self.rows_written:,} written, {self.rows_rejected:,} rejected,"
@@ -118,18 +128,35 @@ class RangeCopier:
     def copy(self, rs: RangeState) -> RangeState:
         """Copy (checkpoint, end] of one range; the ledger row ends done, or failed with the error."""
         self.ledger.start(rs)
+        began = time.monotonic()
         try:
             self._copy(rs)
         except SCAN_TIMEOUTS as exc:
-            self.ledger.finish(rs, FAILED, error=f"timeout: {exc}", resplit=True)
-            raise RangeTimeout(f"range {rs.label} timed out at token {rs.resume_from}; it will be"
-                               f" re-split on the next attempt") from exc
+            error = self._timed_out(rs, exc)
+            metrics.incr("backfill.ranges_failed")
+            raise note_range(RangeTimeout(f"range {rs.label}: {error}"), rs.label) from exc
         except Exception as exc:
             self.ledger.finish(rs, FAILED, error=f"{type(exc).__name__}: {exc}"[:2000])
-            raise
+            metrics.incr("backfill.ranges_failed")
+            raise note_range(exc, rs.label)
         self.ledger.finish(rs, DONE)
         self.totals.ranges_done += 1
+        metrics.incr("backfill.ranges_done")
+        metrics.timing("backfill.range_seconds", (time.monotonic() - began) * 1000)
         return rs
+
+    def _timed_out(self, rs: RangeState, exc: Exception) -> str:
+        """Record the timeout: re-split before the next attempt while the range is wider than the
+        floor, else failed with what to change (a retry with the same page timeout fails again)."""
+        resplit = rs.range_end - rs.resume_from >= 2 * MIN_RESPLIT_WIDTH
+        what = (f"timed out at token {rs.resume_from} ({type(exc).__name__}: {exc});"
+                + (" re-split before its next attempt" if resplit else
+                   " not re-split: it is at the minimum range size (1/8192 of the ring)")
+                + f". If the node is not overloaded, page_timeout_s={self.opt.page_timeout:g} or"
+                  f" fetch_size={self.opt.fetch_size} is the cause: rerun the range with a larger"
+                  " page_timeout_s or a smaller fetch_size")
+        self.ledger.finish(rs, FAILED, error=what[:2000], resplit=resplit)
+        return what
 
     def _copy(self, rs: RangeState) -> None:
         writer = BoundedWriter(self.session, self.opt.max_in_flight)
@@ -204,6 +231,9 @@ class RangeCopier:
             rs.rows_rejected += page.counts.rejected
             rs.checkpoint = page.checkpoint
             self.ledger.checkpoint(rs)
+            # sent once the ledger holds them: the metric never runs ahead of what a resume keeps
+            metrics.counters("backfill", {"rows_read": page.counts.read, "rows_written": page.counts.written,
+                                          "rows_rejected": page.counts.rejected})
 
     def _throttle(self, rows: int, began: float) -> None:
         if self.opt.rows_per_second > 0:
@@ -215,6 +245,15 @@ class RangeCopier:
         if time.monotonic() - self._last_log >= self.opt.progress_every:
             self._last_log = time.monotonic()
             log.info("progress: %s", self.totals.line())
+            metrics.gauge("backfill.rows_per_second", round(self.totals.rate()))
+
+def ranges_by_status(states: list[RangeState]) -> None:
+    """The gauges trade_migration.backfill.ranges.<status> of the whole ledger."""
+    counts = dict.fromkeys((PENDING, RUNNING, DONE, FAILED), 0)
+    for rs in states:
+        counts[rs.status] = counts.get(rs.status, 0) + 1
+    metrics.gauges("backfill.ranges", {k: v for k, v in counts.items() if k in (PENDING, RUNNING, DONE, FAILED)})
+
 
 def run_batch(session: Session, config: Config, backfill_id: str, spans: list, options: Options = Options(),
               *, resplit_pieces: int = 4) -> dict:
@@ -235,13 +274,16 @@ def run_batch(session: Session, config: Config, backfill_id: str, spans: list, o
     if not work:
         log.info("all %d ranges of this batch are already done: nothing to write", len(states))
     failures = []
-    for rs in work:
-        try:
-            copier.copy(rs)
-        except (RangeTimeout, *SCAN_TIMEOUTS, *TRANSIENT_ERRORS) as exc:
-            log.warning("range %s failed (%s); continuing with the others", rs.label, exc)
-            failures.append(exc)
+    with StallWatch(ledger, spans, run_id=options.run_id, dag_id=options.dag_id):
+        for rs in work:
+            try:
+                copier.copy(rs)
+            except (RangeTimeout, *SCAN_TIMEOUTS, *TRANSIENT_ERRORS) as exc:
+                log.warning("range %s failed (%s); continuing with the others", rs.label, exc)
+                failures.append(exc)
     log.info("batch finished: %s", copier.totals.line())
+    metrics.gauge("backfill.rows_per_second", round(copier.totals.rate()))
+    ranges_by_status(ledger.load())
     if failures:
         raise failures[0]
     t = copier.totals

@@ -14,9 +14,10 @@ from cassandra.cluster import Session
 from trade_migration.backfill import copier, plan, ttl
 from trade_migration.backfill.summary import backfill_summary, format_backfill
 from trade_migration.core.config import Config
+from trade_migration.core.errors import BackfillIncomplete
 from trade_migration.core.session import is_scylla
 from trade_migration.state import phases
-from trade_migration.state.ledger import Ledger, RangeState
+from trade_migration.state.ledger import DONE, Ledger, RangeState
 
 log = logging.getLogger(__name__)
 RECORDED = ("rows_read", "rows_written", "rows_rejected")   # the summary's numbers kept in the phase record
@@ -47,15 +48,27 @@ def copy(session: Session, config: Config, backfill_id: str, spans: list, **opti
 def finish(session: Session, config: Config, backfill_id: str, *, run_id: str, actor: str, reason: str,
            require_complete: bool = True) -> dict:
     """The ledger's summary; the phase completed if every range is done. An unfinished ledger
-    raises RuntimeError when `require_complete` (a run that should have copied it all; a rerun
-    resumes it), else leaves the phase as it is (a run of some ranges, or one of several at once)."""
+    raises BackfillIncomplete when `require_complete` (a run that should have copied it all),
+    else is reported and leaves the phase as it is (a rerun of some ranges, or one of several
+    runs at once: its own ranges are done, the rest is someone else's)."""
     report = backfill_summary(Ledger(session, config, backfill_id).load())
     log.info("%s", format_backfill(report))
     if not report["complete"]:
+        still_open = open_ranges(backfill_id, report)
         if require_complete:
-            raise RuntimeError(f"backfill {backfill_id} is not complete: {report['by_status']}")
-        log.info("backfill %s is not complete yet: phase backfill left as it is", backfill_id)
-        return report
+            raise BackfillIncomplete(still_open)
+        log.info("this run's ranges are done; %s", still_open)
+        return {**report, "still_open": still_open}
     phases.State(session, config).mark(phases.BACKFILL, phases.COMPLETED, run_id=run_id, actor=actor,
                                        reason=reason, details={k: report[k] for k in RECORDED})
     return report
+
+
+def open_ranges(backfill_id: str, report: dict) -> str:
+    """What is not done in the ledger, and the command that resumes it."""
+    open_ = {k: v for k, v in report["by_status"].items() if k != DONE}
+    failed = [f["range"] for f in report["failed"]]
+    return (f"backfill {backfill_id} is not complete: {sum(open_.values())} of {report['ranges']} ranges not done"
+            f" {open_}" + (f", failed: {', '.join(failed[:5])}{' …' if len(failed) > 5 else ''}" if failed else "")
+            + f". Resume them: trigger user_trades_backfill with backfill_id={backfill_id} (every unfinished"
+            " range), or ranges=[labels] for some")

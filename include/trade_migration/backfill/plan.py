@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from cassandra.cluster import Session
 
@@ -10,12 +11,13 @@ from trade_migration.core.config import Config
 from trade_migration.core.errors import ConfigError
 from trade_migration.core.splits import labelled_batches, ring_ranges
 from trade_migration.core.tokens import TokenRange
-from trade_migration.state.ledger import DONE, Ledger, RangeState
+from trade_migration.state.ledger import DONE, Ledger, RangeState, within
 from trade_migration.statements.rejected_trades import reject_insert_at
 from trade_migration.statements.settled_trades import scan_settled
 from trade_migration.statements.user_trades import insert_user_trade
 
 log = logging.getLogger(__name__)
+LABEL = re.compile(r"\((-?\d+),\s*(-?\d+)\]")
 
 
 def check_tables(session: Session, keyspace: str) -> None:
@@ -46,29 +48,36 @@ def ensure_ledger(session: Session, config: Config, ledger: Ledger, splits: int 
 def select(states: list[RangeState], ledger: Ledger, only: list[str] | None) -> list[RangeState]:
     """The ranges to run: every unfinished leaf (default), or exactly the ranges listed.
 
-    `only` holds range labels "(start, end]" or start tokens; a listed range that is done runs
-    again from its first token; an unknown one is an error that names the valid form.
+    `only` holds range labels "(start, end]" or start tokens. A label names every ledger range
+    inside it, so a label copied before its range was re-split still names the pieces. A listed
+    range that is done runs again from its first token; an unknown one is an error that names
+    the valid form.
     """
     work = [s for s in states if s.status != DONE]
     if not only:
         return work
     by_start = {s.range_start: s for s in states}
-    by_label = {s.label: s for s in states}
-    chosen = []
+    chosen: dict[int, RangeState] = {}
     for item in only:
         item = str(item).strip()
-        rs = by_label.get(item)
-        if rs is None:
-            try:
-                rs = by_start.get(int(item))
-            except ValueError:
-                rs = None
-        if rs is None:
+        span = _label_span(item)
+        if span is not None:
+            found = within(states, [span])
+        else:
+            found = [by_start[int(item)]] if item.lstrip("-").isdigit() and int(item) in by_start else []
+        if not found:
             raise ConfigError(f"range {item!r} is not in backfill {ledger.backfill_id!r}; give a label like"
                               f" '(start, end]' or a range_start from the ledger")
-        chosen.append(rs)
-    ledger.reset([rs for rs in chosen if rs.status == DONE])
-    return chosen
+        chosen.update((rs.range_start, rs) for rs in found)
+    picked = sorted(chosen.values(), key=lambda rs: rs.range_start)
+    ledger.reset([rs for rs in picked if rs.status == DONE])
+    return picked
+
+
+def _label_span(item: str) -> TokenRange | None:
+    """The token span of a label "(start, end]", None if `item` is not one."""
+    match = LABEL.fullmatch(item)
+    return TokenRange(int(match[1]), int(match[2])) if match else None
 
 
 def to_batches(work: list[RangeState], count: int, *, seed: str) -> list[dict]:

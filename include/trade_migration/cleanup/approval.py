@@ -88,8 +88,12 @@ def _duration(span: timedelta) -> str:
             else f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s")
 
 
-def body(report: dict, counts: dict, *, archive_dir: str | None, skip_archive_reason: str = "",
-         run_id: str, response_timeout: timedelta) -> str:
+def _share(share: float) -> str:
+    return "every range" if share >= 1 else f"a seeded {share:.0%} of the ranges"
+
+
+def body(report: dict, counts: dict, *, archive_url: str | None, skip_archive_reason: str = "",
+         run_id: str, response_timeout: timedelta, sample_share: float = 1.0) -> str:
     """The Markdown shown in the approval task: gates, row counts, parity history, the archive."""
     ks = report["keyspace"]
     lines = [f"## Drop `{ks}.{LEGACY_TABLE}`?", "",
@@ -121,8 +125,12 @@ def body(report: dict, counts: dict, *, archive_dir: str | None, skip_archive_re
     if skip_archive_reason.strip():
         lines.append(f"**No archive**: the run opted out because: {_cell(skip_archive_reason.strip())}")
     else:
-        lines.append(f"Before the drop, `{ks}.{LEGACY_TABLE}` is written to Parquet under `{archive_dir}`"
-                     f" (one file per token range, each file's row count checked against the table;"
-                     f" manifest.json lists them). The drop runs only if every count matches.")
+        lines.append(f"Before the drop, `{ks}.{LEGACY_TABLE}` is written to Parquet under `{archive_url}`"
+                     f" (one object per token range, each object's row count checked against the table;"
+                     f" manifest.json lists them with their sha256). Then every object is read back and checked"
+                     f" against the manifest, and {_share(sample_share)} compared row by row with the table"
+                     f" (write times included). The drop runs only if all of it matches;"
+                     f" `python -m trade_migration.restore --archive {archive_url} --into KEYSPACE.TABLE`"
+                     f" writes it back.")
     lines += ["", f"Run `{run_id}`."]
     return "\n".join(lines)

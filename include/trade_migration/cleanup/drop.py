@@ -18,6 +18,7 @@ from trade_migration.statements.system import drop_table, select_table_name
 
 # audit_log actions of the archive and the drop
 ARCHIVED, ARCHIVE_SKIPPED, DROPPED = "archived", "archive skipped", "dropped"
+ARCHIVE_VERIFIED, ARCHIVE_REFUSED = "archive verified", "archive refused"
 SCHEMA_AGREEMENT_S = 60
 
 

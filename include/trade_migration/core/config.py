@@ -19,7 +19,7 @@ LEGACY_TABLE = "settled_trades"
 SYMBOLS_TABLE = "symbols"
 TARGET_TABLE = "user_trades"
 STATE_TABLES = ("migration_flags", "migration_phases", "backfill_ranges", "rejected_trades",
-                "parity_runs", "audit_log", "dual_write_retries")
+                "parity_runs", "audit_log", "dual_write_retries", "restore_ranges")
 REPLICATION_CLASSES = {"SimpleStrategy", "NetworkTopologyStrategy"}
 
 

@@ -65,9 +65,33 @@ class TtlRefused(Permanent, RuntimeError):
     would keep history the source lets expire. Nothing more was written; choose the policy."""
 
 
+class BackfillIncomplete(Permanent, RuntimeError):
+    """The run ended with ranges of its ledger not done: rerun them (the message says which and how);
+    retrying the summary would find the same."""
+
+
+class ConnectionRefused(Permanent, RuntimeError):
+    """Every contact point refused the client for a reason a retry cannot change: bad credentials,
+    a server certificate the client does not trust, or a plaintext client at a TLS-only node."""
+
+
 class RangeTimeout(RuntimeError):
     """A page of a range timed out; the range is re-split before its next attempt (retried)."""
 
 
 class ArchiveError(RuntimeError):
     """The archive does not match the table (or the table is still written); nothing may be dropped."""
+
+
+class ArchiveStoreError(Permanent, OSError):
+    """The archive's object store cannot be used (unreachable, refused credentials, no such bucket);
+    raised before anything is written, so nothing was archived, restored or dropped."""
+
+
+class ArchiveMismatch(Permanent, RuntimeError):
+    """An archive differs from its manifest or from settled_trades (a corrupt or missing object, a
+    row that differs): it could not restore the table, so nothing may be dropped."""
+
+
+class RestoreRefused(Permanent, RuntimeError):
+    """A restore would write where it should not (a table that is not empty); nothing was written."""

@@ -71,10 +71,33 @@ PARITY_NOTIFIER = Setting("TM_PARITY_NOTIFIER", None, "'package.module:function'
                           " is broken or healed, repaired or resolved anything (none: the log)")
 APPROVAL_TIMEOUT_S = Setting("TM_APPROVAL_TIMEOUT_S", 24 * 3600, "seconds the cleanup waits for an answer"
                              " before Reject is taken by default", int)
+ARCHIVE_URL = Setting("TM_ARCHIVE_URL", None, "where the cleanup archives settled_trades: file:///abs/dir, an"
+                      " absolute path, s3://bucket/prefix, gs://..., abfs://... (none: $TM_REPORT_DIR/archive;"
+                      " the archive_url Param wins)")
+ARCHIVE_CONN_ID = Setting("TM_ARCHIVE_CONN_ID", None, "the Airflow connection holding the object store's"
+                          " credentials (login/password, extra endpoint_url, region_name); none: the store's own")
+STATSD_HOST = Setting("TM_STATSD_HOST", None, "StatsD host the migration's metrics go to, every name prefixed"
+                      " 'trade_migration.' (none: no metrics are sent)")
+STATSD_PORT = Setting("TM_STATSD_PORT", 8125, "StatsD UDP port", int)
+NOTIFIER = Setting("TM_NOTIFIER", None, "'package.module:function' told of every alert (a task failed for good, a"
+                   " stalled range, ...) and parity notice; none: TM_PARITY_NOTIFIER, else the log")
+ALERT_CONN_ID = Setting("TM_ALERT_CONN_ID", "tm_alerts", "the Airflow connection of the webhook notifier"
+                        " (conn type http: host = the URL, password = the signing secret)")
+STALL_AFTER_S = Setting("TM_STALL_AFTER_S", 900.0, "seconds a running backfill range may go without a checkpoint"
+                        " before it is reported stalled", float)
+DUAL_WRITE_ALERT_PER_HOUR = Setting("TM_DUAL_WRITE_ALERT_PER_HOUR", 10.0, "failed dual writes per hour (over"
+                                    " TM_DUAL_WRITE_ALERT_WINDOW_S) above which a verification run alerts", float)
+DUAL_WRITE_ALERT_WINDOW_S = Setting("TM_DUAL_WRITE_ALERT_WINDOW_S", 24 * 3600, "seconds of dual_write_retries"
+                                    " records the failure rate is measured over", int)
+APPROVAL_ALERT_AFTER_S = Setting("TM_APPROVAL_ALERT_AFTER_S", 4 * 3600, "seconds the cleanup's approval may wait"
+                                 " unanswered before an alert", int)
 
 REGISTRY = {s.name: s for s in (KEYSPACE, CONTACT_POINTS, PORT, REPLICATION, READ_CONSISTENCY, WRITE_CONSISTENCY,
                                 SERIAL_CONSISTENCY, LOCAL_DC, CONN_ID, REPORT_DIR, NIGHTLY_MODE, NIGHTLY_REPAIR,
-                                NIGHTLY_RESOLVE_ORPHANS, PARITY_NOTIFIER, APPROVAL_TIMEOUT_S)}
+                                NIGHTLY_RESOLVE_ORPHANS, PARITY_NOTIFIER, APPROVAL_TIMEOUT_S, ARCHIVE_URL,
+                                ARCHIVE_CONN_ID,
+                                STATSD_HOST, STATSD_PORT, NOTIFIER, ALERT_CONN_ID, STALL_AFTER_S,
+                                DUAL_WRITE_ALERT_PER_HOUR, DUAL_WRITE_ALERT_WINDOW_S, APPROVAL_ALERT_AFTER_S)}
 # Config's fields and the variables they come from.
 CONNECTION = {"keyspace": KEYSPACE, "contact_points": CONTACT_POINTS, "port": PORT, "replication": REPLICATION,
               "read_consistency": READ_CONSISTENCY, "write_consistency": WRITE_CONSISTENCY,

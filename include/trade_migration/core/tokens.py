@@ -17,6 +17,9 @@ MAX_TOKEN = 2**63 - 1
 ROWS_PER_SPLIT = 25_000       # default split size when the table's size estimate is known
 DEFAULT_SPLITS = 64           # when it is not
 MAX_SPLITS = 8192
+# The narrowest range a timed-out range is re-split into: the finest plan's grain. A range that
+# times out at this size fails instead (the page timeout, not the range, is the problem).
+MIN_RESPLIT_WIDTH = (MAX_TOKEN - MIN_TOKEN) // MAX_SPLITS
 _BIGINT, _INT = struct.Struct(">q"), struct.Struct(">i")
 
 

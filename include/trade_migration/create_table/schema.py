@@ -31,11 +31,43 @@ def statements_from_files(config: Config, schema_dir: Path = SCHEMA_DIR) -> list
     return out
 
 
+# What each schema/ statement creates, to skip it when that is already there: Cassandra authorizes a
+# CREATE ... IF NOT EXISTS before it looks, so running it needs CREATE on the keyspace (or on all
+# keyspaces, or ALTER on settled_trades for its indexes) even when it changes nothing. Skipped, phase 1
+# needs only what it really creates (README: Auth).
+_CREATES = (
+    (re.compile(r"CREATE KEYSPACE IF NOT EXISTS (\w+)\b"), lambda ks, m: ks.get(m[1]) is not None),
+    (re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)\.(\w+)\b"), lambda ks, m: m[2] in _tables(ks, m[1])),
+    (re.compile(r"CREATE INDEX IF NOT EXISTS (\w+) ON (\w+)\.(\w+)\b"),
+     lambda ks, m: m[2] in ks and m[1] in ks[m[2]].indexes),
+    (re.compile(r"ALTER TABLE (\w+)\.(\w+) ADD IF NOT EXISTS \(([^)]*)\)"),
+     lambda ks, m: m[2] in _tables(ks, m[1]) and all(
+         col.split()[0] in ks[m[1]].tables[m[2]].columns for col in m[3].split(",") if col.strip())),
+)
+
+
+def _tables(keyspaces: dict, keyspace: str) -> dict:
+    return keyspaces[keyspace].tables if keyspace in keyspaces else {}
+
+
+def already_there(session: Session, stmt: str) -> bool:
+    """Whether what `stmt` creates exists (per the driver's schema metadata); False for anything else."""
+    keyspaces = session.cluster.metadata.keyspaces
+    for pattern, exists in _CREATES:
+        match = pattern.match(stmt)
+        if match:
+            return exists(keyspaces, match)
+    return False
+
+
 def apply(session: Session, config: Config, *, agreement_timeout: float = 60.0) -> int:
-    """Run every CREATE ... IF NOT EXISTS and wait for schema agreement; returns statements run."""
+    """Run every CREATE ... IF NOT EXISTS whose object is missing and wait for schema agreement;
+    returns the number of statements in schema/ (now all in place)."""
     stmts = statements_from_files(config)
+    session.cluster.refresh_schema_metadata()
     for stmt in stmts:
-        session.execute(stmt, timeout=120)
+        if not already_there(session, stmt):
+            session.execute(stmt, timeout=120)
     if not session.wait_for_schema_agreement(wait_time=agreement_timeout):
         raise SchemaDriftError(f"schema agreement not reached within {agreement_timeout}s")
     return len(stmts)

@@ -12,7 +12,7 @@ from cassandra import OperationTimedOut, WriteTimeout
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
 
-from trade_migration.core.clock import now
+from trade_migration.core.clock import now, utc
 from trade_migration.core.config import Config, identifier
 from trade_migration.core.prepared import prepared
 from trade_migration.core.tokens import TokenRange, divide
@@ -152,3 +152,15 @@ class Ledger:
 def within(states: list[RangeState], spans: list[TokenRange]) -> list[RangeState]:
     """Ledger ranges lying inside any of the spans (a batch's original splits)."""
     return [s for s in states if any(sp.start <= s.range_start and s.range_end <= sp.end for sp in spans)]
+
+
+def silent_for(rs: RangeState, at: datetime) -> float | None:
+    """Seconds since a running range last wrote its checkpoint (or started); None if not running."""
+    last = utc(rs.updated_at or rs.started_at)
+    return (at - last).total_seconds() if rs.status == RUNNING and last is not None else None
+
+
+def stalled(states: list[RangeState], *, at: datetime, after_s: float) -> list[RangeState]:
+    """Ranges the ledger shows running with no checkpoint for more than `after_s` seconds: a copier
+    stuck in a page, or one that died without recording it (the status page can show these too)."""
+    return [rs for rs in states if (silent_for(rs, at) or 0) > after_s]

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from cassandra.cluster import Session
 
-from trade_migration.core.config import Config
+from trade_migration.core.config import LEGACY_TABLE, TARGET_TABLE, Config
 from trade_migration.core.prepared import prepared
 from trade_migration.core.reads import execute_all
 from trade_migration.core.settings import COUNTS_IN_FLIGHT
+from trade_migration.core.splits import ring_ranges
 from trade_migration.core.tokens import TokenRange
 from trade_migration.statements.settled_trades import count_settled_range
 from trade_migration.statements.user_trades import count_user_trades_range
@@ -38,6 +39,13 @@ def range_counts(session: Session, config: Config, ranges: list[TokenRange], *,
             + _work(session, config, count_user_trades_range(ks), ranges))
     values = [rs.one()[0] for rs in execute_all(session, work, concurrency=concurrency)]
     return list(zip(values[:len(ranges)], values[len(ranges):], strict=True))
+
+
+def table_counts(session: Session, config: Config) -> dict:
+    """Rows of both tables over the whole ring, counted by range (the cleanup approval's summary)."""
+    ranges = ring_ranges(session, config.keyspace)
+    counts = range_counts(session, config, ranges, concurrency=2 * COUNTS_IN_FLIGHT)
+    return {LEGACY_TABLE: sum(s for s, _ in counts), TARGET_TABLE: sum(t for _, t in counts), "ranges": len(ranges)}
 
 
 def whole_table_counts(run: Run, total: Tally) -> dict | None:

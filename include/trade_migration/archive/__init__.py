@@ -1,0 +1,1 @@
+"""settled_trades archived to object storage before the drop, checked against it, read back."""
