@@ -15,7 +15,8 @@ from airflow.sdk import Connection
 from airflow.sdk._shared.secrets_masker import redact
 from airflow.sdk.log import mask_secret
 
-from trade_migration.core import alerts, notify, webhook as hook
+from trade_migration.core import alerts, notify
+from trade_migration.core import webhook as hook
 from trade_migration.core.settings import ALERT_CONN_ID
 
 PREFIX = "user_trades_"
@@ -34,7 +35,7 @@ def _url(conn: Connection) -> str:
 
 
 def webhook(notice: notify.Notice) -> None:
-    """TM_NOTIFIER=migration_alerts:webhook: post the notice to the connection's webhook."""
+    """The notifier of TM_NOTIFIER=migration_alerts:webhook: post the notice to the connection's webhook."""
     conn = Connection.get(ALERT_CONN_ID.get())
     url, secret = _url(conn), conn.password
     for value in (url, secret):

@@ -34,7 +34,7 @@ DEFAULT_ARGS = {
     "retries": 3,
     "retry_delay": timedelta(seconds=10),
     "retry_exponential_backoff": 2.0,
-    "max_retry_delay": timedelta(minutes=10),
+    "max_retry_delay": timedelta(minutes=2),     # a run in backoff blocks the next (max_active_runs=1)
     "retry_policy": FAIL_FAST,
     # Once a task has failed for good (never on a retry): the notifier hears of it (migration_alerts).
     "on_failure_callback": task_failed,

@@ -41,9 +41,10 @@ MAX_PARALLEL = 16
                         description="Token ranges for a new ledger (empty: from the size estimate)."),
         "parallelism": Param(4, type="integer", minimum=1, maximum=MAX_PARALLEL,
                              description="Mapped tasks (each a batch of ranges); also capped by the pool."),
-        "ranges": Param([], type="array", items={"type": "string"},
+        "ranges": Param(None, type=["null", "array"], items={"type": "string"},
                         description="Empty: every unfinished range. Or labels '(start, end]' / start tokens"
-                                    " to rerun exactly those, finished or not."),
+                                    " to rerun exactly those, finished or not (a label from before a re-split"
+                                    " names all its pieces)."),
         "fetch_size": Param(FETCH_SIZE, type="integer", minimum=10, maximum=10000),
         "max_in_flight": Param(IN_FLIGHT, type="integer", minimum=1, maximum=1024),
         "rows_per_second": Param(0, type="integer", minimum=0,
@@ -62,7 +63,7 @@ def user_trades_backfill():
         ctx = get_current_context()
         p = text_params(ctx["params"])
         with cassandra() as (session, config):
-            work = phase.start(session, config, p["backfill_id"], splits=p["splits"], ranges=p["ranges"],
+            work = phase.start(session, config, p["backfill_id"], splits=p["splits"], ranges=p["ranges"] or [],
                                ttl_policy=p["ttl_policy"], **run_by(ctx))
         batches = plan.to_batches(work, p["parallelism"], seed=p["backfill_id"])
         log.info("%d ranges to copy in %d batches", len(work), len(batches))
@@ -76,7 +77,8 @@ def user_trades_backfill():
         with cassandra() as (session, config):
             return phase.copy(session, config, p["backfill_id"], plan.spans(batch), fetch_size=p["fetch_size"],
                               max_in_flight=p["max_in_flight"], page_timeout=p["page_timeout_s"],
-                              rows_per_second=p["rows_per_second"] / p["parallelism"], ttl_policy=p["ttl_policy"])
+                              rows_per_second=p["rows_per_second"] / p["parallelism"], ttl_policy=p["ttl_policy"],
+                              run_id=ctx["run_id"], dag_id=ctx["dag"].dag_id)
 
     @task(trigger_rule="none_failed")
     def summarize() -> dict:

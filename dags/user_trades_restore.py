@@ -27,7 +27,7 @@ TARGET_PATTERN = rf"^{IDENTIFIER.pattern}\.{IDENTIFIER.pattern}(?![\s\S])"
                                          " s3://bucket/prefix/manual__2026-11-24T10_00_00_00_00."),
         "into": Param("trading.settled_trades_restored", type="string", pattern=TARGET_PATTERN,
                       description="KEYSPACE.TABLE to restore into (created with settled_trades' columns if missing)."),
-        "ranges": Param([], type="array", items={"type": "string", "maxLength": 60}, maxItems=10000,
+        "ranges": Param([], type="array", items={"type": "string"},
                         description="Only these ranges: labels '(start, end]' or start tokens (empty: all)."),
         "allow_non_empty": Param(False, type="boolean",
                                  description="Write into a table that already holds rows (each row keeps its write"

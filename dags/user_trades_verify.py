@@ -131,8 +131,11 @@ def user_trades_verify():
 
     @task(pool=POOL)
     def heal(run: dict) -> dict | None:
-        """The healer's summary (None when the run does not repair)."""
+        """The dual-write failure rate checked (an alert above the limit), then the healer's summary
+        (None when the run does not repair)."""
+        ctx = get_current_context()
         with cassandra() as (session, config):
+            phase.check_dual_writes(session, config, dag_id=ctx["ti"].dag_id, run_id=ctx["run_id"])
             return parity.heal(session, config, Run.from_json(run))
 
     @task(pool=POOL, max_active_tis_per_dagrun=MAX_PARALLEL, map_index_template="{{ token_span }}")

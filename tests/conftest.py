@@ -83,3 +83,30 @@ def mark_done(session, config: Config, *names: str) -> None:
     state = State(session, config)
     for name in names:
         state.mark(name, COMPLETED, run_id="test", actor="pytest")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium through PyPI playwright (tests/e2e)."""
+    from browser_kit import CHROMIUM, CHROMIUM_ARGS
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser tab with its own cookies (one signed-in user)."""
+    from browser_kit import SHOTS
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    tab = context.new_page()
+    tab.set_default_timeout(180_000)
+    yield tab
+    context.close()

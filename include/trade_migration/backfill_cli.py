@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
             result = phase.copy(session, config, args.backfill_id, [w.token_range for w in work],
                                 fetch_size=args.fetch_size, max_in_flight=args.max_in_flight,
                                 rows_per_second=args.rows_per_second, page_timeout=args.page_timeout,
-                                ttl_policy=args.ttl_policy, progress_every=5)
+                                ttl_policy=args.ttl_policy, progress_every=5, run_id=run["run_id"])
             report = phase.finish(session, config, args.backfill_id, require_complete=False, **run)
         except BaseException:
             record_failed(session, config, run)

@@ -96,6 +96,6 @@ def test_a_rerun_of_one_failed_range_ends_green_and_names_what_is_still_open(dag
     assert f"failed: {second.label}" in report["still_open"]
     assert {s.range_start: s.status for s in ledger.load()}[first.range_start] == DONE
 
-    rest = dag.test(run_conf={"backfill_id": "oncall", "ranges": []})   # dag.test keeps the last conf
+    rest = dag.test(run_conf={"backfill_id": "oncall", "ranges": None})   # dag.test keeps the last conf
     assert rest.state == "success" and ti_states(rest)[("announce_complete", -1)] == "success"
     assert all(s.status == DONE for s in ledger.load())

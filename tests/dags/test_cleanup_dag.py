@@ -22,7 +22,7 @@ from trade_migration.state.ledger import FAILED, Ledger
 
 DAG_ID = "user_trades_cleanup"
 ACK = {"acknowledge_rejects": "eight generated rejects", "actor": "alice", "reason": "cleanup test"}
-AFTER_GATES = ("summarize", "approve", "archive_table", "drop_table", "record")
+AFTER_GATES = ("summarize", "approve", "archive_table", "verify_archive", "drop_table", "record")
 TEARDOWN = {"record_unfinished": "success"}   # runs after any outcome; marks the phase failed only if left running
 
 
@@ -66,8 +66,8 @@ def test_the_dag_asks_daily_and_rejects_by_default(dag):
     while task is not None:
         order.append(task.task_id)
         task = sorted(task.downstream_list, key=lambda t: t.task_id)[0] if task.downstream_list else None
-    assert order == ["check_gates", "summarize", "approve", "archive_table", "drop_table", "record",
-                     "record_unfinished"]
+    assert order == ["check_gates", "summarize", "approve", "archive_table", "verify_archive", "drop_table",
+                     "record", "record_unfinished"]
     assert dag.get_task("record_unfinished").is_teardown
     assert dag.get_task("archive_table").upstream_task_ids == {"summarize", "approve"}
 
@@ -130,7 +130,8 @@ def test_an_approval_marked_by_hand_is_not_an_approval(dag, airflow_conn, db, re
     dr = dag.test(run_conf=ACK, mark_success_pattern="approve")
     assert str(dr.state) == "failed"
     assert task_states(dr) == {"check_gates": "success", "summarize": "success", "approve": "success",
-                               "archive_table": "failed", "drop_table": "upstream_failed", "record": "upstream_failed",
+                               "archive_table": "failed", "verify_archive": "upstream_failed",
+                               "drop_table": "upstream_failed", "record": "upstream_failed",
                                **TEARDOWN}
     out = capfd.readouterr()
     assert ("NotApproved: dropping settled_trades needs a person's Approve in the approval task;"
@@ -146,8 +147,9 @@ def test_an_approval_marked_by_hand_is_not_an_approval(dag, airflow_conn, db, re
         summary = ti.xcom_pull(task_ids="summarize", session=session)
         assert ti.xcom_pull(task_ids="approve", session=session) is None     # no answer was ever given
     assert "| settled_trades | 2,000 |" in summary["body"] and "| user_trades | 3,984 |" in summary["body"]
-    assert summary["archive_dir"] == str(reports / "archive" / dr.run_id.replace(":", "_").replace("+", "_"))
-    assert summary["archive_dir"] in summary["body"]
+    assert summary["archive_url"] == f"file://{reports}/archive/" + dr.run_id.replace(":", "_").replace("+", "_")
+    assert summary["archive_url"] in summary["body"]
+    assert f"python -m trade_migration.restore --archive {summary['archive_url']}" in summary["body"]
     [ack] = [r for r in phases.State(db, cfg).audit_log() if r.action == gates.ACK_REJECTS]
     assert (ack.actor, ack.reason) == ("alice", "eight generated rejects")
 

@@ -3,7 +3,8 @@ import pytest
 from conftest import dagbag
 
 CONTRACT_DAGS = {"user_trades_migration", "user_trades_create_table", "user_trades_dual_write",
-                 "user_trades_read_path", "user_trades_backfill", "user_trades_verify", "user_trades_cleanup"}
+                 "user_trades_read_path", "user_trades_backfill", "user_trades_verify", "user_trades_cleanup",
+                 "user_trades_restore"}
 
 
 @pytest.fixture(scope="module")
@@ -57,5 +58,5 @@ def test_optional_text_params_can_be_left_empty_in_the_trigger_form(bag):
                 assert params[name] is None and name in OPTIONAL_TEXT, f"{dag_id}.{name}"
                 optional.add(name)
     assert required == {"user_trades_dual_write.reason", "user_trades_read_path.reason",
-                        "user_trades_migration.reason"}
+                        "user_trades_migration.reason", "user_trades_restore.archive_url"}
     assert optional == OPTIONAL_TEXT

@@ -29,10 +29,11 @@ from hitl_answer import Answer
 from trade_migration.core.errors import ConfigError
 from trade_migration.state import phases
 
-FREE_TEXT = {"actor", "reason", "override_reason", "acknowledge_rejects", "archive_dir", "skip_archive_reason"}
+FREE_TEXT = {"actor", "reason", "override_reason", "acknowledge_rejects", "archive_url", "skip_archive_reason"}
 REQUIRED = {"user_trades_dual_write": {"value": "off", "reason": "r"},
             "user_trades_read_path": {"value": "settled_trades", "reason": "r"},
-            "user_trades_migration": {"reason": "r"}}
+            "user_trades_migration": {"reason": "r"},
+            "user_trades_restore": {"archive_url": "/tmp/no-archive-here"}}
 INJECTIONS = ["main; DROP TABLE user_trades", "main' OR '1'='1", "Main", "main\n", " main", "m" * 49, "1main",
               "main--", "ma-in", "mäin", "{{ params }}", "{{ 7*7 }}", "${keyspace}", "%s", "main\x00",
               "on; DROP KEYSPACE trading", "ON", "full'", "settled_trades; DROP TABLE settled_trades", ""]
@@ -224,19 +225,21 @@ def test_cleanup_drops_settled_trades_and_nothing_else_whatever_the_params(airfl
     others = {k: v for k, v in snapshot(db, cfg.keyspace).items() if k not in ("settled_trades", "audit_log")}
     shape = schema_of(db, cfg.keyspace)
 
-    # a relative or parent archive_dir is refused before anything is read or written
-    for bad in ("../../etc", "archive/../../..", "relative"):
-        dr = fresh("user_trades_cleanup").test(run_conf={**texts, "archive_dir": bad}, mark_success_pattern="approve")
-        count("archive_dir injection")
+    # a relative or parent archive_url is refused before anything is read or written
+    for bad in ("../../etc", "archive/../../..", "relative", "/tmp/../etc", "s3://b/../x", "s3://k:s@b/x"):
+        dr = fresh("user_trades_cleanup").test(run_conf={**texts, "archive_url": bad}, mark_success_pattern="approve")
+        count("archive_url injection")
         assert task_states(dr)["check_gates"] == {"failed"} and tries(dr, "check_gates") == [1]
     out = capfd.readouterr()
-    assert ("ConfigError: archive_dir must be an absolute path below / without '..' (got '../../etc')"
+    assert ("ConfigError: archive_url must be an absolute path, file://, or one of s3://, gs://, gcs://, abfs://,"
+            " az:// (got '../../etc')" in out.out + out.err)
+    assert ("ConfigError: archive_url must be an absolute path below / without '..' (got '/tmp/../etc')"
             in out.out + out.err)
     assert schema_of(db, cfg.keyspace) == shape
 
-    # approved, with injections in every free-text Param and an absolute archive_dir full of syntax
+    # approved, with injections in every free-text Param and an absolute archive_url full of syntax
     archive_dir = tmp_path / "arch'; DROP TABLE user_trades; -- $(id) {{ 7*7 }}"
-    conf = {**texts, "archive_dir": str(archive_dir), "skip_archive_reason": ""}
+    conf = {**texts, "archive_url": str(archive_dir), "skip_archive_reason": ""}
     try:
         with Answer("user_trades_cleanup", user_name=texts["actor"][:60]) as answer:
             dr = fresh("user_trades_cleanup").test(run_conf=conf)

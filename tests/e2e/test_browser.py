@@ -17,18 +17,16 @@ tests/dags/test_dag_integrity.py.)
 from __future__ import annotations
 
 import json
-import re
 import urllib.parse
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
-from airflow_server import REPO, free_port, running_airflow
+from airflow_server import free_port, running_airflow
+from browser_kit import log_in, shot
 from cleanup_state import add_parity_run, set_flag, utcnow
 from conftest import load_trades, mark_done
 from migration_common import POOL
-from playwright.sync_api import sync_playwright
 from testkit.statements import count_all
 
 from trade_migration.backfill import plan
@@ -41,10 +39,6 @@ from trade_migration.state.ledger import DONE, Ledger, within
 
 pytestmark = pytest.mark.e2e
 
-SHOTS = REPO / "artifacts" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 BACKFILL, CLEANUP = "user_trades_backfill", "user_trades_cleanup"
 TRADES, SEED, SPLITS, PARALLELISM = 2000, 11, 16, 4
 OPERATOR, WHY = "ops-e2e", "backfill started from the Airflow UI"
@@ -66,33 +60,6 @@ def airflow(cfg, tmp_path_factory):
         yield server
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium")
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser):
-    """A fresh browser tab; on a failure its last view is kept as ui_failure.png."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    tab = context.new_page()
-    tab.set_default_timeout(180_000)
-    yield tab
-    context.close()
-
-
-def shot(tab, name: str, **kwargs) -> Path:
-    path = SHOTS / f"ui_{name}.png"
-    tab.screenshot(path=str(path), **kwargs)
-    return path
-
-
 def count_rows(db, keyspace: str, table: str) -> int:
     return db.execute(count_all(keyspace, table)).one()[0]
 
@@ -100,16 +67,6 @@ def count_rows(db, keyspace: str, table: str) -> int:
 def tis(airflow, dag_id: str, run_id: str) -> dict[tuple[str, int], dict]:
     rows = airflow.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
     return {(t["task_id"], t["map_index"]): t for t in rows}
-
-
-def log_in(tab, airflow) -> None:
-    tab.goto(airflow.url + "/")
-    tab.wait_for_url(re.compile(r".*/auth/login.*"))
-    tab.fill("input[name=username]", "admin")
-    tab.fill("input[name=password]", airflow.password)
-    tab.keyboard.press("Enter")
-    tab.wait_for_url(airflow.url + "/")
-    tab.get_by_role("link", name="Trade migration").wait_for()     # the plugin's entry in the nav
 
 
 def test_the_migration_is_run_from_the_airflow_ui(airflow, page, cfg, db, cluster_session):

@@ -57,7 +57,8 @@ def test_reject_keeps_the_table_and_approve_archives_then_drops_it(airflow, cfg,
         assert airflow.wait_for_run(DAG_ID, daily) == "failed"
         assert airflow.task_states(DAG_ID, daily) == {
             "check_gates": "failed", "summarize": "upstream_failed", "approve": "upstream_failed",
-            "archive_table": "upstream_failed", "drop_table": "upstream_failed", "record": "upstream_failed",
+            "archive_table": "upstream_failed", "verify_archive": "upstream_failed", "drop_table": "upstream_failed",
+            "record": "upstream_failed",
             "record_unfinished": "success"}
         assert drop.table_exists(db, cfg.keyspace, LEGACY_TABLE)
 
@@ -71,7 +72,7 @@ def test_reject_keeps_the_table_and_approve_archives_then_drops_it(airflow, cfg,
         assert body.startswith(f"## Drop `{cfg.keyspace}.settled_trades`?")
         assert f"| settled_trades | {TRADES:,} |" in body and f"| user_trades | {2 * (TRADES - rejects):,} |" in body
         assert "| parity | pass | 7 of the last 7 runs clean or repaired" in body
-        assert f"`{airflow.home / 'reports' / 'archive' / 'e2e_reject'}`" in body
+        assert f"`file://{airflow.home / 'reports' / 'archive' / 'e2e_reject'}`" in body
         assert f"chosen by default after {TIMEOUT_S} s without an answer." in body
 
         answered = airflow.answer(DAG_ID, first, "approve", ["Reject"])
@@ -79,7 +80,7 @@ def test_reject_keeps_the_table_and_approve_archives_then_drops_it(airflow, cfg,
         assert airflow.wait_for_run(DAG_ID, first) == "success"
         assert airflow.task_states(DAG_ID, first) == {
             "check_gates": "success", "summarize": "success", "approve": "success",
-            "archive_table": "skipped", "drop_table": "skipped", "record": "skipped",
+            "archive_table": "skipped", "verify_archive": "skipped", "drop_table": "skipped", "record": "skipped",
             "record_unfinished": "success"}
         airflow.answer(DAG_ID, first, "approve", ["Approve"], expect=(409,))   # an answer is final
         assert drop.table_exists(db, cfg.keyspace, LEGACY_TABLE)
@@ -95,7 +96,7 @@ def test_reject_keeps_the_table_and_approve_archives_then_drops_it(airflow, cfg,
         assert airflow.wait_for_run(DAG_ID, silent, timeout=TIMEOUT_S + 240) == "success"
         assert airflow.task_states(DAG_ID, silent) == {
             "check_gates": "success", "summarize": "success", "approve": "success",
-            "archive_table": "skipped", "drop_table": "skipped", "record": "skipped",
+            "archive_table": "skipped", "verify_archive": "skipped", "drop_table": "skipped", "record": "skipped",
             "record_unfinished": "success"}
         detail = airflow.hitl_detail(DAG_ID, silent, "approve")
         assert (detail["chosen_options"], detail["responded_by_user"], detail["response_received"]) == (
@@ -126,6 +127,7 @@ def test_reject_keeps_the_table_and_approve_archives_then_drops_it(airflow, cfg,
         [approved] = audit(db, cfg, approval.APPROVED)
         assert approved.actor == "admin" and json.loads(approved.details)["run_id"] == second
         assert [r.actor for r in audit(db, cfg, drop.ARCHIVED)] == ["admin"]
+        assert [r.actor for r in audit(db, cfg, drop.ARCHIVE_VERIFIED)] == ["admin"]
         assert [r.actor for r in audit(db, cfg, drop.DROPPED)] == ["admin"]
     finally:
         schema.apply(cluster_session, cfg)   # the next test (or rerun) gets its settled_trades back

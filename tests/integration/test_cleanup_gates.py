@@ -14,10 +14,11 @@ import pandas as pd
 import pytest
 from cleanup_state import add_parity_run, prepare, set_flag, settled_rows, utcnow
 
-from trade_migration.cleanup import archive, drop, gates
+from trade_migration.archive import layout, store, writer
+from trade_migration.cleanup import drop, gates
 from trade_migration.core import clock
 from trade_migration.core.config import LEGACY_TABLE
-from trade_migration.core.errors import ArchiveError, ConfigError, GatesFailed
+from trade_migration.core.errors import ArchiveError, ArchiveMismatch, ConfigError, GatesFailed
 from trade_migration.core.model import SETTLED_COLUMNS
 from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, TokenRange, divide
 from trade_migration.create_table import schema
@@ -25,6 +26,7 @@ from trade_migration.state import phases
 from trade_migration.state.flags import DUAL_WRITE, NEW_ONLY, READ_PATH, RETIRED, Flags
 from trade_migration.state.ledger import FAILED, Ledger
 from trade_migration.statements.rejected_trades import reject_insert
+from trade_migration.verify.counts import table_counts
 
 GATES = ["order", "read_path", "writer", "parity", "backfill", "rejects"]
 
@@ -243,21 +245,20 @@ def test_no_rejects_need_no_acknowledgement(db, cfg, ready):
 
 # --- the archive ----------------------------------------------------------------------------------
 def test_the_archive_holds_exactly_the_table(db, cfg, ready, tmp_path):
-    where = archive.run_dir(archive.archive_root(str(tmp_path)), "manual__2026-11-24T10:00:00+00:00")
-    assert where == tmp_path / "manual__2026-11-24T10_00_00_00_00"
+    where = store.open_store(store.run_url(store.archive_url(str(tmp_path)), "manual__2026-11-24T10:00:00+00:00"))
+    assert where.path == str(tmp_path / "manual__2026-11-24T10_00_00_00_00")
     ranges = divide(TokenRange(MIN_TOKEN, MAX_TOKEN), 16)
-    manifest = archive.write_archive(db, cfg, where, run_id="manual__x", ranges=ranges,
-                                     options=archive.ArchiveOptions(parallelism=4, fetch_size=100, batch_rows=50))
+    manifest = writer.write_archive(db, cfg, where, run_id="manual__x", ranges=ranges,
+                                    options=writer.ArchiveOptions(parallelism=4, fetch_size=100, batch_rows=50))
     assert (manifest["rows"], manifest["counted"], len(manifest["ranges"])) == (2000, 2000, 16)
     assert [p["rows"] for p in manifest["ranges"]] == [p["count"] for p in manifest["ranges"]]
-    files = sorted(p.name for p in where.glob("*.parquet"))
-    assert files == sorted(p["file"] for p in manifest["ranges"] if p["file"]) and manifest["files"] == len(files)
-    assert archive.read_manifest(where) == manifest
-    assert not where.with_name(where.name + ".partial").exists()
+    files = sorted(p.name for p in Path(where.path).glob("*.parquet"))
+    assert files == sorted(p["object"] for p in manifest["ranges"] if p["object"]) and manifest["objects"] == len(files)
+    assert layout.read_manifest(where) == manifest
 
-    frame = pd.concat([pd.read_parquet(where / f) for f in files], ignore_index=True)
-    assert list(frame.columns) == [*SETTLED_COLUMNS, "write_time"]
-    assert len(frame) == 2000 and frame["trade_id"].is_unique
+    frame = pd.concat([pd.read_parquet(Path(where.path) / f) for f in files], ignore_index=True)
+    assert list(frame.columns) == [*SETTLED_COLUMNS, "write_time", "expires_at"]
+    assert len(frame) == 2000 and frame["trade_id"].is_unique and frame["expires_at"].isna().all()
 
     def value(v):
         if v is None or v is pd.NaT or (isinstance(v, float) and v != v):
@@ -266,41 +267,27 @@ def test_the_archive_holds_exactly_the_table(db, cfg, ready, tmp_path):
             return v.tz_convert("UTC").tz_localize(None).to_pydatetime()
         return int(v) if isinstance(v, float) else v
 
-    archived = {tuple(value(v) for v in row) for row in frame.astype(object).itertuples(index=False)}
+    archived = {tuple(value(v) for v in row[:-1]) for row in frame.astype(object).itertuples(index=False)}
     assert archived == settled_rows(db, cfg)
 
 
 def test_the_archive_refuses_rows_written_after_the_writer_stopped(db, cfg, ready, tmp_path):
     newest = max(r[-1] for r in settled_rows(db, cfg))
     stopped = clock.from_micros(newest - 1_000_000)
-    where = tmp_path / "run"
+    where = store.open_store(store.archive_url(str(tmp_path / "run")))
     with pytest.raises(ArchiveError, match="it still writes settled_trades; nothing may be dropped"):
-        archive.write_archive(db, cfg, where, run_id="r", written_before=stopped)
-    assert not where.exists()                       # only the .partial directory, never a complete-looking one
-    assert where.with_name("run.partial").exists()
-    archive.write_archive(db, cfg, where, run_id="r", written_before=clock.from_micros(newest))
-    assert archive.read_manifest(where)["rows"] == 2000 and not where.with_name("run.partial").exists()
+        writer.write_archive(db, cfg, where, run_id="r", written_before=stopped)
+    assert not (tmp_path / "run" / layout.MANIFEST).exists()       # objects without a manifest: incomplete
+    with pytest.raises(ArchiveMismatch, match="has no manifest.json: it is incomplete"):
+        layout.read_manifest(where)
+    writer.write_archive(db, cfg, where, run_id="r", written_before=clock.from_micros(newest))
+    assert layout.read_manifest(where)["rows"] == 2000
 
 
 def test_table_counts_count_both_tables_by_range(db, cfg, ready):
-    counts = archive.table_counts(db, cfg)
+    counts = table_counts(db, cfg)
     assert (counts["settled_trades"], counts["user_trades"]) == (2000, 2 * (2000 - 8))
     assert counts["ranges"] >= 1
-
-
-@pytest.mark.parametrize("value, message", [
-    ("relative/dir", "archive_dir must be an absolute path"),
-    ("/tmp/../etc", "archive_dir must be an absolute path"),
-    ("/", "archive_dir must be an absolute path"),
-])
-def test_archive_dir_must_be_a_plain_absolute_path(value, message):
-    with pytest.raises(ConfigError, match=message):
-        archive.archive_root(value)
-
-
-def test_archive_root_defaults_under_the_report_dir(tmp_path):
-    assert archive.archive_root("", {"TM_REPORT_DIR": str(tmp_path)}) == tmp_path / "archive"
-    assert archive.archive_root(" /data/archive/ ") == Path("/data/archive")
 
 
 # --- the drop -------------------------------------------------------------------------------------

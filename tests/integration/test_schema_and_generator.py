@@ -47,7 +47,7 @@ def test_schema_files_are_the_contract_tables():
 def test_schema_applies_twice_and_user_trades_is_verified(cluster_session, cfg):
     first = schema.apply(cluster_session, cfg)
     second = schema.apply(cluster_session, cfg)
-    assert first == second == 14
+    assert first == second == 15
     assert schema.verify_user_trades(cluster_session, cfg) == schema.expected_user_trades()
     tables = set(cluster_session.cluster.metadata.keyspaces[cfg.keyspace].tables)
     assert tables == {"symbols", "settled_trades", "user_trades", *STATE_TABLES}

@@ -28,6 +28,8 @@ def test_a_ledger_of_5000_ranges_is_summarised_exactly(db, cfg):
     mark_done(db, cfg, phases.CREATE_TABLE, phases.DUAL_WRITE)
 
     got = status.migration_status(db, cfg, backfill_id="big", at=AT + timedelta(hours=1))
+    live_keys = ("rows_per_s", "eta_s", "share_read", "pass_started_at", "stalled")
+    live = {k: got["backfill"][k] for k in live_keys}
 
     labels = [r.label for r in divide(TokenRange(MIN_TOKEN, MAX_TOKEN), N)]
     digit = [i % 10 for i in range(N)]
@@ -37,7 +39,7 @@ def test_a_ledger_of_5000_ranges_is_summarised_exactly(db, cfg):
     # done range i took 500 + (i * 7919 % 5000) * 10 ms: the slowest ten, longest first
     slowest = sorted(done, key=lambda i: -(i * 7919 % N))[:10]
     assert slowest[0] == 2321 and 2321 * 7919 % N == 4999    # the one that took 500 + 4999 * 10 ms
-    assert got["backfill"] == {
+    assert {k: v for k, v in got["backfill"].items() if k not in live_keys} == {
         "backfill_id": "big",
         "ranges": 5000,
         "by_status": {"done": 3500, "failed": 500, "pending": 500, "running": 500},
@@ -49,11 +51,23 @@ def test_a_ledger_of_5000_ranges_is_summarised_exactly(db, cfg):
         "attempts": 3500 * 1 + 500 * 2 + 500 * 3,
         "slowest": [{"range": labels[i], "seconds": (500 + (i * 7919 % N) * 10) / 1000, "rows_read": 1000 + i % 97}
                     for i in slowest],
-        "failed": [{"range": labels[i], "error": f"WriteTimeout after 3 attempts (range {i})"} for i in failed[:20]],
+        "failed": [{"range": labels[i], "error": f"WriteTimeout after 3 attempts (range {i})", "attempts": 3,
+                    "parent": None} for i in failed[:20]],
         "failed_total": 500,
         "coverage_error": None,
     }
     assert got["backfill"]["slowest"][0]["seconds"] == 50.49
+    # one pass: range 0 started 5,600 s before AT, ranges still run an hour after it; done ranges are 70%
+    # of the ring and every running range has been silent for over TM_STALL_AFTER_S (900 s)
+    rows = got["backfill"]["rows_read"]
+    assert live["pass_started_at"] == AT - timedelta(seconds=N + 600)
+    assert live["rows_per_s"] == round(rows / (N + 600 + 3600), 1)
+    assert live["share_read"] == 0.7
+    assert live["eta_s"] == round(rows * 0.3 / 0.7 / (rows / (N + 600 + 3600)))
+    running = [i for i in range(N) if digit[i] == 7]
+    assert [s["range"] for s in live["stalled"]] == [labels[i] for i in running]
+    assert live["stalled"][0]["silent_s"] == 3600 + N - running[0] + 600
+    assert got["ledgers"] == ["big"] and got["stall_after_s"] == 900.0
     assert [(p["phase"], p["status"]) for p in got["phases"]] == [
         ("create_table", "completed"), ("dual_write", "completed"), ("read_path", None), ("backfill", None),
         ("verify", None), ("cleanup", None)]
@@ -69,7 +83,10 @@ def test_a_ledger_of_5000_ranges_is_summarised_exactly(db, cfg):
     assert "3,500 of 5,000 ranges done (70.0%)" in page
     assert "500 failed ranges (the first 20 in token order)" in page
     assert f"<code>{labels[slowest[0]]}</code></td><td class=n>50.490</td>" in page
-    assert page.count("<tr>") == 1 + 6 + 1 + 2 + 1 + 4 + 1 + 10 + 1 + 20 + 1 + 6   # header + body rows per table
+    # header + body rows per table: phases, flags, counts, slowest, stalled, failed, gates, schedules, audit
+    assert page.count("<tr>") == 1 + 6 + 1 + 2 + 1 + 4 + 1 + 10 + 1 + 500 + 1 + 20 + 1 + 6 + 1 + 2 + 1 + 2
+    assert page.count('action="actions/rerun"') == 500 + 20
+    assert "500 ranges of backfill big stalled" in page and "500 failed ranges in backfill big" in page
     assert "no parity runs yet" in page and "reads are not on user_trades yet" in page
 
 

@@ -55,7 +55,8 @@ def _report() -> dict:
 
 def test_the_body_shows_gates_counts_parity_and_the_archive():
     text = approval.body(_report(), {"settled_trades": 1003, "user_trades": 2010, "ranges": 64},
-                         archive_dir="/srv/archive/manual__1", run_id="manual__1", response_timeout=timedelta(hours=24))
+                         archive_url="file:///srv/archive/manual__1", run_id="manual__1",
+                         response_timeout=timedelta(hours=24))
     lines = text.splitlines()
     assert lines[0] == "## Drop `trading.settled_trades`?"
     assert "| read_path | pass | reads on user_trades since 2026-10-01 00:00 UTC (54.4 days; needs 30) |" in lines
@@ -63,12 +64,12 @@ def test_the_body_shows_gates_counts_parity_and_the_archive():
     assert "| settled_trades | 1,003 |" in lines and "| user_trades | 2,010 |" in lines
     assert "1,003 settled trades less 3 rejected make 2,000 user_trades rows (one per side);" in text
     assert "| 2026-11-24 02:00 | scheduled__2026-11-24 | sampled | clean | 4/64 | 1,200 | 0 | 0 | 0 | 0 |" in lines
-    assert "Parquet under `/srv/archive/manual__1`" in text
+    assert "Parquet under `file:///srv/archive/manual__1`" in text
     assert "chosen by default after 24 h without an answer." in text
 
 
 def test_the_body_says_plainly_when_there_is_no_archive():
-    text = approval.body(_report(), {"settled_trades": 3, "user_trades": 0, "ranges": 1}, archive_dir="/x",
+    text = approval.body(_report(), {"settled_trades": 3, "user_trades": 0, "ranges": 1}, archive_url="file:///x",
                          skip_archive_reason="kept in the data lake since 2024", run_id="r",
                          response_timeout=timedelta(hours=24))
     assert "**No archive**: the run opted out because: kept in the data lake since 2024" in text

@@ -55,7 +55,8 @@ def test_a_run_that_fixed_anything_is_told_with_its_figures(tmp_path: Path):
     assert notice.subject == "user_trades parity clean: run r7 healed 3, repaired 0, resolved 0"
     assert notice.body == ("figures: missing 0, mismatched 0, orphans 0, rejected 4, repaired 0, resolved 0, healed 3"
                            f"\nreport: {tmp_path}")
-    assert notice.details == {"run_id": "r7", "report_folder": str(tmp_path), **summary}
+    assert notice.details == {"alert": "parity_fixed", "phase": "verify", "run_id": "r7",
+                              "report_folder": str(tmp_path), **summary}
     not_healed = notify.fixes_notice(run_id="r8", summary={**summary, "healed": None, "repaired": 2},
                                      report_folder=tmp_path)
     assert not_healed.subject == "user_trades parity clean: run r8 healed 0, repaired 2, resolved 0"

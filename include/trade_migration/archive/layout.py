@@ -29,7 +29,7 @@ EXPIRES_AT = "expires_at"
 _TS = pa.timestamp("ms", tz="UTC")
 _TYPES = {"symbol": pa.string(), "taker_side": pa.string(), "matched_at": _TS, "settled_at": _TS}
 SCHEMA = pa.schema([(c, _TYPES.get(c, pa.int64())) for c in SETTLED_COLUMNS]
-                   + [(WRITE_TIME, pa.int64()), (EXPIRES_AT, pa.timestamp("s", tz="UTC"))])
+                   + [(WRITE_TIME, pa.int64()), (EXPIRES_AT, _TS)])
 COLUMN_NOTES = {WRITE_TIME: "the row's newest write time (WRITETIME), microseconds since the epoch",
                 EXPIRES_AT: "when the row's soonest-expiring column expires (now + TTL when read); null: no TTL"}
 

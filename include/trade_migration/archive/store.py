@@ -25,8 +25,7 @@ from trade_migration.core.settings import ARCHIVE_URL, report_root
 OBJECT_STORES = ("s3", "gs", "gcs", "abfs", "az")
 CHUNK = 1 << 20
 # An unreachable S3 endpoint fails in seconds, not after minutes of retries.
-S3_DEFAULTS = {"config_kwargs": {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 2}},
-               "retries": 2}
+S3_DEFAULTS = {"config_kwargs": {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 2}}}
 
 
 def archive_url(value: str | None, env: Mapping[str, str] | None = None) -> str:

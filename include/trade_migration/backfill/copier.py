@@ -138,7 +138,8 @@ class RangeCopier:
         except Exception as exc:
             self.ledger.finish(rs, FAILED, error=f"{type(exc).__name__}: {exc}"[:2000])
             metrics.incr("backfill.ranges_failed")
-            raise note_range(exc, rs.label)
+            note_range(exc, rs.label)
+            raise
         self.ledger.finish(rs, DONE)
         self.totals.ranges_done += 1
         metrics.incr("backfill.ranges_done")
@@ -251,8 +252,9 @@ def ranges_by_status(states: list[RangeState]) -> None:
     """The gauges trade_migration.backfill.ranges.<status> of the whole ledger."""
     counts = dict.fromkeys((PENDING, RUNNING, DONE, FAILED), 0)
     for rs in states:
-        counts[rs.status] = counts.get(rs.status, 0) + 1
-    metrics.gauges("backfill.ranges", {k: v for k, v in counts.items() if k in (PENDING, RUNNING, DONE, FAILED)})
+        if rs.status in counts:
+            counts[rs.status] += 1
+    metrics.gauges("backfill.ranges", counts)
 
 
 def run_batch(session: Session, config: Config, backfill_id: str, spans: list, options: Options = Options(),

@@ -128,10 +128,8 @@ def read_path_gate(flag: Flag, opts: GateOptions, at: datetime) -> Gate:
                 if opts.min_days < REQUIRED_DAYS else "")
     numbers = {"value": flag.value, "changed_at": flag.changed_at, "min_days": opts.min_days}
     if flag.value != "user_trades" or flag.changed_at is None:
-        earliest = at + need
         return Gate(READS, False, f"read_path is {flag.value!r}, not 'user_trades': switch the reads first;"
-                                  f" {opts.min_days} days after the switch, on {earliest:%Y-%m-%d} at the"
-                                  f" earliest{override}", numbers, earliest)
+                                  f" the {opts.min_days} days count from the switch{override}", numbers)
     passes_at = flag.changed_at + need
     days = (at - flag.changed_at).total_seconds() / 86400
     numbers["days"] = round(days, 2)

@@ -10,8 +10,7 @@ from __future__ import annotations
 from trade_migration.core.notify import Notice
 
 # The alert names (with notify.PARITY_FAILED and notify.PARITY_FIXED, the parity notices').
-TASK_FAILED, RANGE_STALLED, DUAL_WRITE_FAILURES, APPROVAL_WAITING = (
-    "task_failed", "range_stalled", "dual_write_failures", "approval_waiting")
+TASK_FAILED, RANGE_STALLED, DUAL_WRITE_FAILURES = "task_failed", "range_stalled", "dual_write_failures"
 FIELDS = ("alert", "dag_id", "run_id", "phase", "task", "range", "error")
 ERROR_CHARS = 2000
 _RANGE_NOTE = "token range "
@@ -74,14 +73,4 @@ def dual_write_failures(*, recorded: int, window_s: int, per_hour: float, limit:
     return notice(DUAL_WRITE_FAILURES, f"user_trades dual writes failing: {per_hour:.1f} per hour", body,
                   dag_id=dag_id, run_id=run_id, phase="dual_write", error=f"{recorded} failed dual writes",
                   recorded=recorded, per_hour=round(per_hour, 3), window_s=window_s)
-
-
-def approval_waiting(*, dag_id: str, run_id: str, task: str, waited_s: float, limit_s: float,
-                     timeout_s: float) -> Notice:
-    body = (f"the cleanup run {run_id} has waited {waited_s / 3600:.1f} h for a person's answer (alert after"
-            f" {limit_s / 3600:g} h; Reject is taken after {timeout_s / 3600:g} h). Answer it in Browse -> Required"
-            " Actions.")
-    return notice(APPROVAL_WAITING, f"user_trades cleanup waits for approval: {dag_id} run {run_id}", body,
-                  dag_id=dag_id, run_id=run_id, phase="cleanup", task=task,
-                  error=f"unanswered for {waited_s:.0f} s", waited_s=round(waited_s, 1))
 

@@ -58,7 +58,7 @@ def resolve(path: str | None) -> Notifier:
 
 
 def notifier_path(env: Mapping[str, str] | None = None) -> str | None:
-    """TM_NOTIFIER, else TM_PARITY_NOTIFIER; None: the log."""
+    """The notifier named by TM_NOTIFIER, else by TM_PARITY_NOTIFIER; None: the log."""
     return NOTIFIER.get(env) or PARITY_NOTIFIER.get(env)
 
 

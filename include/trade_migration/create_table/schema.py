@@ -36,11 +36,11 @@ def statements_from_files(config: Config, schema_dir: Path = SCHEMA_DIR) -> list
 # keyspaces, or ALTER on settled_trades for its indexes) even when it changes nothing. Skipped, phase 1
 # needs only what it really creates (README: Auth).
 _CREATES = (
-    (re.compile(r"CREATE KEYSPACE IF NOT EXISTS (\w+)\b"), lambda ks, m: ks.get(m[1]) is not None),
-    (re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)\.(\w+)\b"), lambda ks, m: m[2] in _tables(ks, m[1])),
-    (re.compile(r"CREATE INDEX IF NOT EXISTS (\w+) ON (\w+)\.(\w+)\b"),
+    (re.compile(r"CREATE\s+KEYSPACE\s+IF\s+NOT\s+EXISTS\s+(\w+)\b"), lambda ks, m: ks.get(m[1]) is not None),
+    (re.compile(r"CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS\s+(\w+)\.(\w+)\b"), lambda ks, m: m[2] in _tables(ks, m[1])),
+    (re.compile(r"CREATE\s+INDEX\s+IF\s+NOT\s+EXISTS\s+(\w+)\s+ON\s+(\w+)\.(\w+)\b"),
      lambda ks, m: m[2] in ks and m[1] in ks[m[2]].indexes),
-    (re.compile(r"ALTER TABLE (\w+)\.(\w+) ADD IF NOT EXISTS \(([^)]*)\)"),
+    (re.compile(r"ALTER\s+TABLE\s+(\w+)\.(\w+)\s+ADD\s+IF\s+NOT\s+EXISTS\s*\(([^)]*)\)"),
      lambda ks, m: m[2] in _tables(ks, m[1]) and all(
          col.split()[0] in ks[m[1]].tables[m[2]].columns for col in m[3].split(",") if col.strip())),
 )

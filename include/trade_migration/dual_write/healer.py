@@ -13,8 +13,10 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
+from cassandra import Unauthorized
 from cassandra.cluster import Session
 
+from trade_migration.core import metrics
 from trade_migration.core.config import TARGET_TABLE, Config
 from trade_migration.core.model import USER_TRADE_REGULAR, UserTrade
 from trade_migration.core.prepared import prepared
@@ -86,6 +88,8 @@ def heal(session: Session, config: Config, *, limit: int | None = None) -> dict:
             healer.target.send(c)
             for r in recs:
                 healer.retries.done(r)
+        except Unauthorized:
+            raise                         # a missing grant: every trade would fail the same way
         except Exception as exc:  # noqa: BLE001 - left recorded for the next run
             out["failed"] += len(recs)
             if len(out["errors"]) < MAX_ERRORS:
@@ -100,6 +104,8 @@ def heal(session: Session, config: Config, *, limit: int | None = None) -> dict:
         out["keys_deleted"] += len(c.deletes)
     out["left"] = out["pending"] - out["healed"]
     log.info("healer: %s", {k: v for k, v in out.items() if k != "errors"})
+    metrics.gauges("dual_write", {"heal_pending": out["pending"], "heal_left": out["left"]})
+    metrics.counters("dual_write", {"healed": out["healed"], "heal_failed": out["failed"]})
     return out
 
 

@@ -7,10 +7,11 @@ the failed write's timestamp, so two failures of one trade are two rows and noth
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from cassandra.cluster import Session
 
-from trade_migration.core.clock import now
+from trade_migration.core.clock import now, utc
 from trade_migration.core.config import Config
 from trade_migration.core.prepared import prepared
 from trade_migration.core.reads import pages
@@ -30,6 +31,11 @@ ACTIONS = (WRITE, BUST, CORRECT)
 
 def bucket_of(trade_id: int) -> int:
     return trade_id % BUCKETS
+
+
+def recorded_since(records: Iterable[Retry], since: datetime) -> int:
+    """How many of the records were recorded at or after `since`."""
+    return sum(1 for r in records if r.recorded_at is not None and utc(r.recorded_at) >= since)
 
 
 def error_text(exc: BaseException) -> str:

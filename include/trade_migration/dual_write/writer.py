@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from cassandra import OperationTimedOut
 from cassandra.cluster import Session
 
+from trade_migration.core import metrics
 from trade_migration.core.clock import now_micros
 from trade_migration.core.config import TARGET_TABLE, Config, identifier
 from trade_migration.core.model import SettledTrade
@@ -146,11 +147,13 @@ class SettlementWriter:
         if mode != "on":
             return Settled(trade_id, ts, False, "settled_only")
         planned = change(old, new, ts, self._symbol_ids)
+        metrics.incr("dual_write.attempts")
         try:
             self._inject_fault()
             return self._user_trades(planned, "dual_written")
         except Exception as exc:  # noqa: BLE001 - the settlement stands; the healer finishes user_trades
             self.stats.user_trades_failed += 1
+            metrics.incr("dual_write.failures")
             self.stats.last_error = error_text(exc)
             log.warning("trade %s settled, but its user_trades write failed: %s", trade_id, self.stats.last_error)
             self._record(planned, action, exc)
@@ -186,6 +189,7 @@ class SettlementWriter:
             RetryLog(self.session, self.config).record(c.trade_id, c.at, action, (k for k, _ in c.deletes), error)
         except Exception as exc:  # noqa: BLE001 - the settlement stands all the same
             self.stats.retry_record_failures += 1
+            metrics.incr("dual_write.retry_record_failures")
             log.error("trade %s: its failed user_trades write could not be recorded for the healer either (%s);"
                       " a verification run with repair will rewrite it", c.trade_id, error_text(exc))
         else:

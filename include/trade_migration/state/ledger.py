@@ -19,6 +19,7 @@ from trade_migration.core.tokens import TokenRange, divide
 from trade_migration.statements.backfill_ranges import (
     ledger_checkpoint,
     ledger_finish,
+    ledger_ids as ledger_ids_cql,
     ledger_insert_if_absent,
     ledger_reset,
     ledger_select,
@@ -164,3 +165,9 @@ def stalled(states: list[RangeState], *, at: datetime, after_s: float) -> list[R
     """Ranges the ledger shows running with no checkpoint for more than `after_s` seconds: a copier
     stuck in a page, or one that died without recording it (the status page can show these too)."""
     return [rs for rs in states if (silent_for(rs, at) or 0) > after_s]
+
+
+def ledger_ids(session: Session, config: Config) -> list[str]:
+    """Every backfill ledger's id, sorted."""
+    rows = session.execute(prepared(session, ledger_ids_cql(config.keyspace), consistency=config.read_cl))
+    return sorted(r.backfill_id for r in rows)

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from cassandra.cluster import Session
 
+from trade_migration.core import metrics
 from trade_migration.core.clock import now
 from trade_migration.core.config import Config
 from trade_migration.core.errors import PhaseOrderError
@@ -72,6 +73,7 @@ class State:
                              (status, run_id, actor, started, finished,
                               {k: str(v) for k, v in (details or {}).items()}, name))
         self.audit(name, status, actor=actor, reason=reason, details={"run_id": run_id, **(details or {})})
+        metrics.incr(f"phase.{name}.{status}")
 
     def fail_unfinished(self, name: str, *, run_id: str, actor: str) -> bool:
         """Record `name` failed if run `run_id` left it running (a task failed for good); True if so.

@@ -42,3 +42,8 @@ def ledger_shrink(keyspace: str) -> str:
 def ledger_reset(keyspace: str) -> str:
     return _update("status = 'pending', checkpoint = ?, rows_read = 0, rows_written = 0, rows_rejected = 0,"
                    " updated_at = ?", keyspace)
+
+
+def ledger_ids(keyspace: str) -> str:
+    """Every backfill_id (one partition each)."""
+    return in_keyspace("SELECT DISTINCT backfill_id FROM {ks}.backfill_ranges", keyspace)

@@ -8,12 +8,17 @@ A run that ends well but healed, repaired or resolved anything sends its notice 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from datetime import timedelta
 
 from cassandra.cluster import Session
 
-from trade_migration.core import notify
+from trade_migration.core import alerts, metrics, notify
+from trade_migration.core.clock import now
 from trade_migration.core.config import Config
 from trade_migration.core.errors import ParityBroken
+from trade_migration.core.settings import DUAL_WRITE_ALERT_PER_HOUR, DUAL_WRITE_ALERT_WINDOW_S
+from trade_migration.dual_write.retries import RetryLog, recorded_since
 from trade_migration.state import phases
 from trade_migration.verify import parity, policy, report
 from trade_migration.verify.parity_run import MAX_RESOLVED, Run
@@ -59,6 +64,7 @@ def finish(session: Session, config: Config, run: dict, surveys: list[dict], ins
         log.info("report %s: %s", name, path)
     folder = paths["chart"].parent
     parity.record(session, config, r, outcome, str(folder))
+    send_metrics(outcome)
     ok = outcome.status != parity.BROKEN
     phases.State(session, config).mark(
         phases.VERIFY, phases.COMPLETED if ok else phases.FAILED, run_id=r.run_id, actor=actor, reason=reason,
@@ -70,3 +76,31 @@ def finish(session: Session, config: Config, run: dict, surveys: list[dict], ins
     if outcome.fixed_anything():
         notify.send(notify.fixes_notice(run_id=r.run_id, summary=summary, report_folder=folder))
     return summary
+
+
+def send_metrics(outcome: parity.Outcome) -> None:
+    """The run's figures as gauges trade_migration.verify.<figure>, and verify.runs.<status> += 1."""
+    t = outcome.total
+    metrics.gauges("verify", {"missing": t.missing, "mismatched": t.mismatched, "orphans": t.orphans,
+                              "rejected": t.rejected, "repaired": t.repaired, "resolved": t.resolved,
+                              "healed": outcome.healed["healed"], "rows_checked": outcome.rows_checked,
+                              "duration_s": round(outcome.duration_s, 3)})
+    metrics.incr(f"verify.runs.{outcome.status}")
+
+
+def check_dual_writes(session: Session, config: Config, *, dag_id: str | None, run_id: str,
+                      env: Mapping[str, str] | None = None) -> dict:
+    """Before anything is healed: the failed dual writes recorded in the last
+    TM_DUAL_WRITE_ALERT_WINDOW_S (and not healed yet) as a rate per hour; above
+    TM_DUAL_WRITE_ALERT_PER_HOUR the notifier hears of it. The figures (also the gauges
+    trade_migration.dual_write.retries_pending and .failures_per_hour)."""
+    window, limit = int(DUAL_WRITE_ALERT_WINDOW_S.get(env)), float(DUAL_WRITE_ALERT_PER_HOUR.get(env))
+    records = RetryLog(session, config).pending()
+    recorded = recorded_since(records, now() - timedelta(seconds=window))
+    per_hour = recorded * 3600 / window
+    metrics.gauges("dual_write", {"retries_pending": len(records), "failures_per_hour": round(per_hour, 3)})
+    alerted = per_hour > limit
+    if alerted:
+        notify.send(alerts.dual_write_failures(recorded=recorded, window_s=window, per_hour=per_hour, limit=limit,
+                                               dag_id=dag_id, run_id=run_id))
+    return {"pending": len(records), "recorded": recorded, "per_hour": per_hour, "alerted": alerted}

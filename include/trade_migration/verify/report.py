@@ -89,7 +89,16 @@ def per_range(run: Run, outcome: Outcome) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("range") if rows else pd.DataFrame()
 
 
+STATUS_STYLE = {"clean": ("#116329", "#dafbe1", "clean: user_trades equals the conversion of settled_trades"),
+                "repaired": ("#7d4e00", "#fff8c5", "repaired: differences were found and written back, each read"
+                                                    " back before the run concluded"),
+                "broken": ("#a40e26", "#ffebe9", "broken: user_trades differs from settled_trades")}
+DIFFS_SHOWN = 50      # differences listed in the HTML (the CSV has up to report_cap)
+
+
 def summary_html(run: Run, outcome: Outcome, summary: dict) -> str:
+    """The run at a glance: its verdict in its colour, the figures, the first differences and the
+    per-range chart; the CSVs sit beside it (relative links, as the migration page serves them)."""
     frame = per_range(run, outcome)
     if frame.empty:
         table = "<p>No range was read.</p>"
@@ -100,13 +109,33 @@ def summary_html(run: Run, outcome: Outcome, summary: dict) -> str:
             color = "#e07b7b" if column in CHART_COLUMNS else "#9ec5e8"
             style = style.bar(subset=[column], color=color, vmin=0, vmax=max(1, int(frame[column].max())))
         table = style.to_html()
-    facts = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v, default=str))}</td></tr>"
-                    for k, v in summary.items() if k not in ("chosen_ranges", "files"))
-    files = "".join(f"<li>{html.escape(k)}: {html.escape(str(p))}</li>" for k, p in summary["files"].items())
+    fg, bg, verdict = STATUS_STYLE.get(outcome.status, ("#424a53", "#eaeef2", outcome.status))
+    figures = ("rows_checked", "missing", "mismatched", "orphans", "new_only", "rejected", "repaired", "resolved",
+               "healed", "late", "duration_s")
+    facts = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(summary.get(k, '')))}</td></tr>"
+                    for k in figures)
+    setup = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v, default=str))}</td></tr>"
+                    for k, v in run_facts(run).items() if k != "chosen_ranges")
+    shown = outcome.diffs[:DIFFS_SHOWN]
+    diffs = ("<p>No differences.</p>" if not outcome.diffs else
+             f"<p>{len(outcome.diffs):,} differences listed"
+             f"{f', the first {len(shown)} here' if len(outcome.diffs) > len(shown) else ''}"
+             " (all of them in <a href='differences.csv'>differences.csv</a>):</p><table><tr>"
+             + "".join(f"<th>{c}</th>" for c in ("kind", "range", "trade_id", "user_id", "columns", "repair"))
+             + "</tr>" + "".join(
+                 "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
+                     d["kind"], run.ranges[d["range"]].label, d["trade_id"], d["user_id"], ";".join(d["columns"]),
+                     d["repair"] or "")) + "</tr>" for d in shown) + "</table>")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>user_trades parity {html.escape(run.run_id)}"
-            f"</title><style>body{{font-family:sans-serif}} td,th{{padding:2px 8px;text-align:right}}</style>"
+            f"</title><style>body{{font-family:sans-serif;margin:16px 24px}} td,th{{padding:2px 8px;"
+            f"border:1px solid #d0d7de}} table{{border-collapse:collapse;margin:6px 0}}"
+            f" .verdict{{color:{fg};background:{bg};border:2px solid {fg};padding:8px 14px;font-size:18px}}</style>"
             f"</head><body><h1>user_trades parity: {html.escape(outcome.status)}</h1>"
-            f"<table>{facts}</table><ul>{files}</ul>{table}</body></html>")
+            f"<p id='verdict' class='verdict {html.escape(outcome.status)}'>{html.escape(verdict)}</p>"
+            f"<p>run <code>{html.escape(run.run_id)}</code> · <a href='differences.csv'>differences.csv</a> ·"
+            f" <a href='rejected.csv'>rejected.csv</a> · <a href='summary.json'>summary.json</a></p>"
+            f"<h2>Figures</h2><table>{facts}</table><h2>First differences</h2>{diffs}"
+            f"<h2>Per range</h2>{table}<h2>How the run was set up</h2><table>{setup}</table></body></html>")
 
 
 def format_summary(run: Run, outcome: Outcome) -> str:

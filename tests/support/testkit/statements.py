@@ -36,3 +36,21 @@ def ledger_plant(keyspace: str) -> str:
 def drop_keyspace(keyspace: str) -> str:
     """Only the demo's local reset uses this (it refuses anything but a loopback node)."""
     return in_keyspace("DROP KEYSPACE IF EXISTS {ks}", keyspace)
+
+
+def insert_settled_ttl(keyspace: str) -> str:
+    """A trade with a TTL and only some columns (the archive tests' rows that expire)."""
+    return in_keyspace("INSERT INTO {ks}.settled_trades (trade_id, symbol, price, settled_at) VALUES (?, ?, ?, ?)"
+                       " USING TIMESTAMP ? AND TTL ?", keyspace)
+
+
+SETTLED_REGULAR_COLUMNS = ("output_seq", "symbol", "price", "quantity", "buyer_user_id", "seller_user_id",
+                           "buyer_order_id", "seller_order_id", "taker_side", "buyer_fee", "seller_fee", "matched_at",
+                           "settled_at")
+
+
+def cells_with_times(keyspace: str, table: str) -> str:
+    """Every row of a table shaped like settled_trades, each column with its WRITETIME and TTL, written
+    out here (not the product's scan) so a restore is compared independently."""
+    cols = ", ".join(f"{c}, WRITETIME({c}), TTL({c})" for c in SETTLED_REGULAR_COLUMNS)
+    return in_keyspace(f"SELECT trade_id, {cols} FROM {{ks}}." + identifier(table, what="table"), keyspace)
