@@ -137,7 +137,7 @@ def _run_it(airflow, page, cfg, db, generated) -> None:
     page.goto(f"{run_path}/tasks/copy_ranges/mapped/{index}")
     page.get_by_role("button", name="Press shift+c to clear").click()
     dialog = page.get_by_role("dialog")
-    dialog.get_by_text("Affected Tasks: 3").wait_for()     # this range, the summary, the record_unfinished teardown
+    dialog.get_by_text("Affected Tasks: 4").wait_for()     # this range, summarize, announce_complete, the teardown
     shot(page, "03_clear_one_range")
     with page.expect_response(lambda r: "clearTaskInstances" in r.url and r.request.method == "POST") as cleared:
         dialog.get_by_role("button", name="Confirm").click()
@@ -146,11 +146,13 @@ def _run_it(airflow, page, cfg, db, generated) -> None:
     def rerun_done():
         now = tis(airflow, BACKFILL, run_id)
         return now if all(now[k]["state"] == "success" and now[k]["try_number"] == 2
-                          for k in (("copy_ranges", index), ("summarize", -1), ("record_unfinished", -1))) else None
-    after = airflow.wait(rerun_done, 300, f"copy_ranges[{index}], summarize and record_unfinished to rerun")
+                          for k in (("copy_ranges", index), ("summarize", -1), ("announce_complete", -1),
+                                    ("record_unfinished", -1))) else None
+    after = airflow.wait(rerun_done, 300, f"copy_ranges[{index}] and what follows it to rerun")
     assert airflow.wait_for_run(BACKFILL, run_id) == "success"
     assert {k: t["try_number"] for k, t in after.items()} == {
-        **{k: 1 for k in first}, ("copy_ranges", index): 2, ("summarize", -1): 2, ("record_unfinished", -1): 2}
+        **{k: 1 for k in first}, ("copy_ranges", index): 2, ("summarize", -1): 2, ("announce_complete", -1): 2,
+        ("record_unfinished", -1): 2}
     redone = {s.range_start for s in again}
     states = ledger.load()
     assert {s.status for s in states} == {DONE}

@@ -215,12 +215,12 @@ STEPS = [
       ("MODIFY", "TABLE ks.backfill_ranges"), ("MODIFY", "TABLE ks.rejected_trades")]),
     ("user_trades_verify", {"mode": "full", "repair": True, "parallelism": 2},
      [("SELECT", "TABLE ks.dual_write_retries"), ("MODIFY", "TABLE ks.dual_write_retries"),
-      ("SELECT", "TABLE ks.rejected_trades"), ("SELECT", "TABLE ks.parity_runs"),
       ("MODIFY", "TABLE ks.parity_runs")]),
     ("user_trades_read_path", {"value": "shadow", **SAMPLE}, []),
     ("user_trades_read_path", {"value": "user_trades", **SAMPLE}, []),
     ("user_trades_dual_write", {"value": "new_only"}, []),
-    ("user_trades_cleanup", CLEANUP, [("SELECT", "TABLE ks.audit_log"), ("DROP", "TABLE ks.settled_trades")]),
+    ("user_trades_cleanup", CLEANUP, [("SELECT", "TABLE ks.audit_log"), ("SELECT", "TABLE ks.parity_runs"),
+                                      ("SELECT", "TABLE ks.rejected_trades"), ("DROP", "TABLE ks.settled_trades")]),
 ]
 # DAGs whose record_unfinished teardown records a failed run's phase as failed. The others leave it
 # as the failing task found it (dual_write: `running` once the flag changed).

@@ -19,12 +19,14 @@ from trade_migration.core.tokens import TokenRange, divide
 from trade_migration.statements.backfill_ranges import (
     ledger_checkpoint,
     ledger_finish,
-    ledger_ids as ledger_ids_cql,
     ledger_insert_if_absent,
     ledger_reset,
     ledger_select,
     ledger_shrink,
     ledger_start,
+)
+from trade_migration.statements.backfill_ranges import (
+    ledger_ids as ledger_ids_cql,
 )
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
