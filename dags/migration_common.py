@@ -13,7 +13,7 @@ from migration_alerts import task_failed
 from trade_migration.core import settings
 from trade_migration.core.config import IDENTIFIER, config_from_connection
 from trade_migration.core.errors import DRIVER_PERMANENT, Permanent
-from trade_migration.core.session import open_session
+from trade_migration.core.session import hook_cluster_quietly, open_session
 from trade_migration.state.phases import fail_unfinished
 
 CONN_ID = settings.CONN_ID.get()
@@ -86,7 +86,8 @@ def cassandra(conn_id: str = CONN_ID):
     """(session, config) from the Airflow connection; credentials and TLS never leave the hook."""
     from airflow.providers.apache.cassandra.hooks.cassandra import CassandraHook
 
-    hook = CassandraHook(cassandra_conn_id=conn_id)
+    with hook_cluster_quietly():
+        hook = CassandraHook(cassandra_conn_id=conn_id)
     config = config_from_connection(hook.get_connection(conn_id))
     session = open_session(hook.get_cluster())   # a refusal a retry cannot fix fails at once
     try:

@@ -80,6 +80,8 @@ def _options(p: dict) -> parity.Options:
     default_args={**DEFAULT_ARGS, "on_failure_callback": notify_failure},
     params={
         "mode": Param(None, type=["null", "string"], enum=[None, *MODES],
+                      values_display={"null": "default: TM_NIGHTLY_MODE at night, full otherwise",
+                                      **{m: m for m in MODES}},
                       description="full or sampled; empty: TM_NIGHTLY_MODE (sampled) for the nightly"
                                   " schedule, full otherwise."),
         "sample_share": Param(0.05, type="number", exclusiveMinimum=0, maximum=1,

@@ -52,13 +52,15 @@ class _Sessions:
         from airflow.providers.apache.cassandra.hooks.cassandra import CassandraHook
 
         from trade_migration.core.config import config_from_connection
+        from trade_migration.core.session import hook_cluster_quietly
 
         conn = CassandraHook.get_connection(conn_id)   # env var, secrets backend or metadata DB
         key = conn.get_uri()
         with self._lock:
             if key != self._key or self._session is None or self._session.is_shutdown:
                 self._close()
-                hook = CassandraHook(cassandra_conn_id=conn_id)
+                with hook_cluster_quietly():
+                    hook = CassandraHook(cassandra_conn_id=conn_id)
                 self._session = hook.get_cluster().connect()   # no keyspace: it may not exist yet
                 self._hook, self._key, self._config = hook, key, config_from_connection(conn)
             return self._session, self._config

@@ -215,6 +215,9 @@ def test_a_broken_run_fails_and_calls_the_notifier(bag, verify_env, airflow_conn
     assert notice["subject"] == f"user_trades parity broken: user_trades_verify run {dr.run_id}"
     assert "missing 1, mismatched 0, orphans 0" in notice["body"]
     assert notice["details"]["report_folder"] == got.report_path
+    broken_html = (Path(got.report_path) / "summary.html").read_text()
+    assert "<p id='verdict' class='verdict broken'>broken: user_trades differs from settled_trades</p>" in broken_html
+    assert f"<tr><td>missing</td><td>{trade_range_label(got)}</td><td>{trade.trade_id}</td>" in broken_html
 
     # the same with repair on: the row is rewritten, the run succeeds, and tells what it fixed
     os.remove(verify_env / "notice.json")
@@ -225,6 +228,15 @@ def test_a_broken_run_fails_and_calls_the_notifier(bag, verify_env, airflow_conn
     assert phases.State(db, airflow_conn).phase(phases.VERIFY).status == phases.COMPLETED
     notice = json.loads((verify_env / "notice.json").read_text())
     assert notice["subject"] == f"user_trades parity repaired: run {dr.run_id} healed 0, repaired 1, resolved 0"
+    repaired_html = (Path(got.report_path) / "summary.html").read_text()
+    assert "class='verdict repaired'>repaired: differences were found and written back" in repaired_html
+    assert f"<td>{trade.trade_id}</td>" in repaired_html and "<td>run_start</td>" in repaired_html   # a delete shadowed it
+
+
+def trade_range_label(run_row) -> str:
+    """The label of the one difference's token range, as the run's CSV names it."""
+    with (Path(run_row.report_path) / "differences.csv").open() as f:
+        return next(csv.DictReader(f))["range"]
 
 
 def test_a_sampled_run_records_its_seed(bag, verify_env, airflow_conn, db):

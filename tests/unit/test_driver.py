@@ -18,3 +18,24 @@ def test_cluster_accepts_shard_aware_options():
 
     cluster = Cluster(["127.0.0.1"], shard_aware_options=ShardAwareOptions(disable=True))
     assert cluster.shard_aware_options.disable is True
+
+
+def test_the_providers_cluster_is_built_without_the_drivers_legacy_warning(monkeypatch):
+    """Every task log carried "Legacy execution parameters will be removed in 4.0" from the hook."""
+    import warnings
+
+    from airflow.providers.apache.cassandra.hooks.cassandra import CassandraHook
+
+    from trade_migration.core.session import hook_cluster_quietly
+
+    monkeypatch.setenv("AIRFLOW_CONN_TM_WARN", '{"conn_type": "cassandra", "host": "127.0.0.1", "port": 9042}')
+    for quiet in (False, True):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            if quiet:
+                with hook_cluster_quietly():
+                    CassandraHook(cassandra_conn_id="tm_warn")
+            else:
+                CassandraHook(cassandra_conn_id="tm_warn")
+        legacy = [w for w in seen if "Legacy execution parameters" in str(w.message)]
+        assert len(legacy) == (0 if quiet else 1)

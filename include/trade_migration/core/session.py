@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import socket
 import ssl
+import warnings
+from contextlib import contextmanager
 
 from cassandra import AuthenticationFailed
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
@@ -82,3 +84,12 @@ def is_scylla(session: Session) -> bool:
     except Exception:  # noqa: BLE001 - an InvalidRequest is the Cassandra answer
         return False
     return True
+
+
+@contextmanager
+def hook_cluster_quietly():
+    """Around building the provider's CassandraHook: it makes its Cluster with the driver's legacy
+    load-balancing argument, and the driver would warn of that in every task log."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Legacy execution parameters", category=DeprecationWarning)
+        yield
