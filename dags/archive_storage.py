@@ -6,6 +6,8 @@ connection straight into fsspec's options, never into a Param, XCom or log line.
 """
 from __future__ import annotations
 
+from migration_common import ID_PATTERN
+
 from trade_migration.archive.store import Store, archive_url, open_store, options_from_connection, run_url
 from trade_migration.core.settings import ARCHIVE_CONN_ID
 
@@ -15,7 +17,8 @@ ARCHIVE_PARAMS_HELP = {
     "archive_conn_id": "The Airflow connection with the store's credentials (s3://: login = access key, password ="
                        " secret, extra endpoint_url / region_name). Empty: TM_ARCHIVE_CONN_ID, else none.",
 }
-CONN_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,250}(?![\s\S])"
+# Connection ids are held to the identifier pattern the other id Params use (e.g. aws_default, archive_s3).
+CONN_ID_PATTERN = ID_PATTERN
 
 
 def storage_options(conn_id: str | None, url: str) -> dict:

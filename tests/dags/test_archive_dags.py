@@ -74,8 +74,9 @@ def test_cleanup_archives_to_s3_verifies_drops_and_the_restore_dag_brings_the_ta
     conf = {**ACK, "archive_url": f"s3://{bucket}/cleanup", "archive_conn_id": "archive_s3",
             "verify_sample_share": 1}
     try:
+        dag = fresh("user_trades_cleanup")      # imported before the answering thread starts: no import deadlock
         with Answer("user_trades_cleanup") as answer:
-            dr = fresh("user_trades_cleanup").test(run_conf=conf)
+            dr = dag.test(run_conf=conf)
         assert answer.error is None and str(dr.state) == "success", states(dr)
         assert not drop.table_exists(db, cfg.keyspace, LEGACY_TABLE)
         url = store.run_url(f"s3://{bucket}/cleanup", dr.run_id)
@@ -115,8 +116,9 @@ def test_a_corrupt_object_fails_verify_archive_and_nothing_is_dropped(airflow_co
 
     monkeypatch.setattr(writer, "write_archive", then_corrupt)
     conf = {**ACK, "archive_url": f"s3://{bucket}/cleanup", "archive_conn_id": "archive_s3"}
+    dag = fresh("user_trades_cleanup")
     with Answer("user_trades_cleanup") as answer:
-        dr = fresh("user_trades_cleanup").test(run_conf=conf)
+        dr = dag.test(run_conf=conf)
     assert answer.error is None and str(dr.state) == "failed"
     got = states(dr)
     assert (got["archive_table"], got["verify_archive"], got["drop_table"]) == ("success", "failed", "upstream_failed")

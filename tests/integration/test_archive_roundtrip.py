@@ -9,7 +9,10 @@ differs and tells the notifier; a store that cannot be used fails before anythin
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import uuid
 from datetime import timedelta
 
@@ -119,7 +122,7 @@ def audited(db, cfg, action: str) -> list:
     return [r for r in phases.State(db, cfg).audit_log() if r.phase == phases.CLEANUP and r.action == action]
 
 
-def one_object(manifest: dict, index: int = 3) -> dict:
+def one_object(manifest: dict, index: int = 0) -> dict:
     return [p for p in manifest["ranges"] if p["object"]][index]
 
 
@@ -216,7 +219,7 @@ def test_a_corrupt_object_stops_the_drop_and_is_named(db, cfg, ready, where):
 
 def test_a_missing_object_stops_the_drop_and_is_named(db, cfg, ready, where):
     archived = run_until_drop(db, cfg, where)
-    gone = one_object(layout.read_manifest(where), 5)
+    gone = one_object(layout.read_manifest(where), -1)
     where.fs.rm_file(where.at(gone["object"]))
     with pytest.raises(ArchiveMismatch, match=f"object {where.at(gone['object'])} is missing"):
         verify_then_drop(db, cfg, where, archived)
@@ -340,3 +343,23 @@ def test_rows_written_after_the_writer_stopped_leave_no_manifest(db, cfg, ready,
     with pytest.raises(Exception, match="it still writes settled_trades; nothing may be dropped"):
         writer.write_archive(db, cfg, where, run_id="r", written_before=utcnow() - timedelta(days=30))
     assert where.fs.find(where.path) and not where.fs.exists(where.at(layout.MANIFEST))
+
+
+def test_the_restore_command_restores_and_refuses_in_words(db, cfg, ready, tmp_path):
+    where = store.open_store(store.archive_url(str(tmp_path / "run")))
+    archive(db, cfg, where)
+    db.execute(f"DROP TABLE IF EXISTS {cfg.keyspace}.cli_restored")
+    env = {**os.environ, "TM_KEYSPACE": cfg.keyspace}
+    command = [sys.executable, "-m", "trade_migration.restore", "--archive", str(tmp_path / "run"),
+               "--into", f"{cfg.keyspace}.cli_restored"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (result["rows"], result["restored_ranges"], result["target"]) == (ready, 16, f"{cfg.keyspace}.cli_restored")
+    assert cells(db, cfg.keyspace, "cli_restored")[0] == cells(db, cfg.keyspace, LEGACY_TABLE)[0]
+
+    other = [*command[:-1], f"{cfg.keyspace}.settled_trades"]      # not empty, and no restore of it started
+    refused_run = subprocess.run(other, env=env, capture_output=True, text=True, timeout=300)
+    assert refused_run.returncode == 1
+    assert any(line.startswith(f"RestoreRefused: {cfg.keyspace}.settled_trades is not empty")
+               for line in refused_run.stderr.splitlines()), refused_run.stderr

@@ -82,8 +82,10 @@ def cli(keyspace: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def error_line(stderr: str) -> str:
-    """The exception line a failed run ends with (log lines after it, e.g. the driver's shutdown, skipped)."""
-    return [line for line in stderr.strip().splitlines() if not re.match(r"\d{4}-\d\d-\d\d ", line)][-1]
+    """The exception line a failed run ends with (log lines after it, e.g. the driver's shutdown, and the
+    exception's "token range (a, b]" note skipped)."""
+    return [line for line in stderr.strip().splitlines()
+            if not re.match(r"\d{4}-\d\d-\d\d |token range \(", line)][-1]
 
 
 def keyspaces(db) -> set[str]:

@@ -148,8 +148,9 @@ def test_every_ledger_name_entry_point_refuses_what_is_not_an_identifier(db, cfg
             Ledger(db, cfg, bad)
         with pytest.raises(ConfigError, match="backfill_id must match"):
             gates.GateOptions(backfill_id=bad)
-        with pytest.raises(ConfigError, match="backfill_id must match"):
-            status.migration_status(db, cfg, backfill_id=bad)
+        if bad is not None:     # the page's None means "the latest run's ledger"
+            with pytest.raises(ConfigError, match="backfill_id must match"):
+                status.migration_status(db, cfg, backfill_id=bad)
         with pytest.raises(ConfigError, match="backfill_id must match"):
             synthetic_ledger.plant(db, cfg, bad, 4, at=at)
         tried("backfill_id", 4)

@@ -75,14 +75,15 @@ ARCHIVE_URL = Setting("TM_ARCHIVE_URL", None, "where the cleanup archives settle
                       " absolute path, s3://bucket/prefix, gs://..., abfs://... (none: $TM_REPORT_DIR/archive;"
                       " the archive_url Param wins)")
 ARCHIVE_CONN_ID = Setting("TM_ARCHIVE_CONN_ID", None, "the Airflow connection holding the object store's"
-                          " credentials (login/password, extra endpoint_url, region_name); none: the store's own")
+                          " credentials (access key and secret, extra endpoint_url, region_name); none: the"
+                          " store's own")
 STATSD_HOST = Setting("TM_STATSD_HOST", None, "StatsD host the migration's metrics go to, every name prefixed"
                       " 'trade_migration.' (none: no metrics are sent)")
 STATSD_PORT = Setting("TM_STATSD_PORT", 8125, "StatsD UDP port", int)
 NOTIFIER = Setting("TM_NOTIFIER", None, "'package.module:function' told of every alert (a task failed for good, a"
                    " stalled range, ...) and parity notice; none: TM_PARITY_NOTIFIER, else the log")
 ALERT_CONN_ID = Setting("TM_ALERT_CONN_ID", "tm_alerts", "the Airflow connection of the webhook notifier"
-                        " (conn type http: host = the URL, password = the signing secret)")
+                        " (conn type http: host = the URL, its secret field = the signing secret)")
 STALL_AFTER_S = Setting("TM_STALL_AFTER_S", 900.0, "seconds a running backfill range may go without a checkpoint"
                         " before it is reported stalled", float)
 DUAL_WRITE_ALERT_PER_HOUR = Setting("TM_DUAL_WRITE_ALERT_PER_HOUR", 10.0, "failed dual writes per hour (over"

@@ -99,7 +99,7 @@ def days_remaining(gate: gates.Gate, at: datetime) -> float | None:
 
 def chosen_ledger(records: dict[str, phases.Phase], ledgers: list[str], asked: str | None) -> str:
     """The ledger asked for; else the one the latest backfill run worked on; else main."""
-    if asked:
+    if asked is not None:
         return identifier(asked, what="backfill_id")
     rec = records.get(phases.BACKFILL)
     latest = (rec.details or {}).get("backfill_id") if rec else None
