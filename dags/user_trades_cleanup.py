@@ -1,8 +1,9 @@
 """Phase 6: archive and drop settled_trades, once every gate passes and a person approved.
 
 Reading order: check_gates (read path on user_trades for 30 days, the writer off settled_trades,
-the last nightly parity runs clean, the backfill complete, the rejects acknowledged; a failing
-gate fails the run, naming the gate and, for the 30 days, the date it will pass) -> summarize
+the last nightly parity runs clean, the backfill complete, the rejects acknowledged; while a gate
+is not met the run ends skipped, not failed — the daily run is no alarm — and its log names the gate
+and, for the 30 days, the date it will pass) -> summarize
 (row counts of both tables, the Markdown the approver reads) -> approve (Approve / Reject;
 Reject after 24 h without an answer; the answer is audited with who and when) -> archive_table
 (Parquet by token range to archive_url, counts checked, manifest last; gates checked again) ->
@@ -33,7 +34,8 @@ from migration_common import (
 from trade_migration.archive.check import CheckOptions
 from trade_migration.archive.store import probe
 from trade_migration.cleanup import approval, gates, phase
-from trade_migration.core.settings import APPROVAL_TIMEOUT_S
+from trade_migration.core.errors import GatesFailed
+from trade_migration.core.settings import APPROVAL_TIMEOUT_S, APPROVAL_WATCH_EVERY_S
 from trade_migration.state.phases import CLEANUP
 
 # How long the approval waits before Reject is taken by default: the deployment may change it
@@ -114,7 +116,10 @@ def user_trades_cleanup():
             over = phase.over(session, config)
             if over:
                 raise AirflowSkipException(over)
-            return phase.check_gates(session, config, opts, run_id=ctx["run_id"], actor=actor(ctx))
+            try:
+                return phase.check_gates(session, config, opts, run_id=ctx["run_id"], actor=actor(ctx))
+            except GatesFailed as exc:
+                raise AirflowSkipException(f"not yet — {exc}") from exc
 
     @task
     def summarize(report: dict) -> dict:
@@ -125,9 +130,19 @@ def user_trades_cleanup():
                                    skip_archive_reason=p["skip_archive_reason"], response_timeout=RESPONSE_TIMEOUT,
                                    sample_share=p["verify_sample_share"])
 
+    @task.sensor(mode="reschedule", poke_interval=APPROVAL_WATCH_EVERY_S.get(), soft_fail=True, retries=0,
+                 timeout=(RESPONSE_TIMEOUT + timedelta(hours=1)).total_seconds())
+    def approval_watch(summary: dict) -> bool:
+        """Beside the approval: tells the notifier once if nobody answers for TM_APPROVAL_ALERT_AFTER_S."""
+        ctx = get_current_context()
+        ti = ctx["ti"]
+        states = ti.get_task_states(dag_id=ti.dag_id, task_ids=[APPROVE_TASK], run_ids=[ctx["run_id"]])
+        return approval.watch(states.get(ctx["run_id"], {}).get(APPROVE_TASK), summary, dag_id=ti.dag_id,
+                              run_id=ctx["run_id"], response_timeout=RESPONSE_TIMEOUT)
+
     approve = CleanupApproval(
         task_id=APPROVE_TASK,
-        subject="Drop settled_trades? Every cleanup gate passes",
+        subject="{{ ti.xcom_pull(task_ids='summarize')['subject'] }}",     # names keyspace.table
         body="{{ ti.xcom_pull(task_ids='summarize')['body'] }}",
         defaults=approval.REJECT,
         response_timeout=RESPONSE_TIMEOUT,
@@ -173,6 +188,7 @@ def user_trades_cleanup():
 
     summary = summarize(check_gates())
     summary >> approve
+    approval_watch(summary)
     archived = archive_table(summary)
     approve >> archived
     verified = verify_archive(archived)

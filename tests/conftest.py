@@ -24,6 +24,9 @@ def pytest_configure(config):
         raise pytest.UsageError(f"AIRFLOW_HOME={home or '(unset: ~/airflow)'} is an operator's Airflow home; run"
                                 " `make test`, or set AIRFLOW_HOME to a folder of its own"
                                 " (and `bin/airflow db migrate` it) before running pytest")
+    # The cleanup's approval watch looks every second (not every 5 minutes): a cleanup run in a test
+    # ends as soon as its approval is answered, in dag.test() and on the real scheduler alike.
+    os.environ.setdefault("TM_APPROVAL_WATCH_EVERY_S", "1")
 
 
 @pytest.fixture(scope="session")

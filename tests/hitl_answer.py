@@ -13,8 +13,10 @@ import time
 
 class Answer:
     def __init__(self, dag_id: str, *, task_id: str = "approve", choice: str = "Approve",
-                 user_id: str = "alice-id", user_name: str = "alice", timeout: float = 600.0):
+                 user_id: str = "alice-id", user_name: str = "alice", timeout: float = 600.0,
+                 after=lambda: True):
         self.dag_id, self.task_id, self.choice = dag_id, task_id, choice
+        self.after = after          # answer only once this says so (e.g. once an alert has arrived)
         self.user = {"id": user_id, "name": user_name}
         self.timeout = timeout
         self.answered_run: str | None = None
@@ -34,7 +36,7 @@ class Answer:
         try:
             deadline = time.monotonic() + self.timeout
             while not self._stop.is_set() and time.monotonic() < deadline:
-                if self._answer_once():
+                if self.after() and self._answer_once():
                     return
                 time.sleep(0.5)
         except BaseException as exc:  # noqa: BLE001 - reported to the test

@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from cleanup_state import prepare
 from conftest import dagbag, load_trades, mark_done
+from hitl_answer import Answer
 from statsd_listener import StatsdListener
 from testkit.statements import delete_user_trade
 
@@ -171,3 +173,30 @@ def test_a_broken_parity_run_reaches_the_webhook_once(webhook, statsd, captured,
     logs = captured()
     assert "ParityBroken" in logs
     assert_no_secret(webhook, statsd, logs)
+
+
+def test_an_approval_left_unanswered_reaches_the_webhook_once(webhook, statsd, captured, db, airflow_conn,
+                                                              tmp_path, monkeypatch):
+    """The watch beside the approval tells the notifier once the approval has waited
+    TM_APPROVAL_ALERT_AFTER_S (0 here), then ends; the person answers after the alert."""
+    cfg = airflow_conn
+    monkeypatch.setenv("TM_REPORT_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("TM_APPROVAL_ALERT_AFTER_S", "0")
+    prepare(db, cfg, trades=200)
+    dag = fresh("user_trades_cleanup")
+    with Answer("user_trades_cleanup", choice="Reject", after=lambda: bool(webhook)) as answer:
+        dr = dag.test(run_conf={"acknowledge_rejects": "generated rejects", "reason": "alert test"})
+    assert answer.error is None and answer.answered_run == dr.run_id
+    assert str(dr.state) == "success"
+
+    [request] = webhook                                          # once, though the approval went on waiting
+    assert_signed(request)
+    body, fields = request["json"], request["json"]["fields"]
+    assert (fields["alert"], fields["dag_id"], fields["run_id"], fields["phase"], fields["task"], fields["range"]) == (
+        "approval_waiting", "user_trades_cleanup", dr.run_id, "cleanup", "approve", None)
+    assert fields["error"].startswith("unanswered for ")
+    assert body["text"].startswith(f"*user_trades cleanup: the drop of {cfg.keyspace}.settled_trades waits for"
+                                   " approval*\n")
+    assert "Required Actions" in body["text"] and "rejected by default at " in body["text"]
+    assert statsd.counters()["trade_migration.notices.approval_waiting"] == 1
+    assert_no_secret(webhook, statsd, captured())

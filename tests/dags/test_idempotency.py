@@ -192,7 +192,8 @@ def test_cleanup_twice_approved_then_over(airflow_conn, db, tmp_path, monkeypatc
         assert after_one["settled_trades"] is None
         second = fresh("user_trades_cleanup").test(run_conf=conf)
         assert str(second.state) == "success"
-        assert states(second) == {**{t: {"skipped"} for t in ("check_gates", "summarize", "approve", "archive_table",
+        assert states(second) == {**{t: {"skipped"} for t in ("check_gates", "summarize", "approve", "approval_watch",
+                                                              "archive_table",
                                                               "verify_archive", "drop_table", "record")},
                                   "record_unfinished": {"success"}}
         assert differences(after_one, snapshot(db, cfg.keyspace)) == {}

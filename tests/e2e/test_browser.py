@@ -205,7 +205,7 @@ def _run_it(airflow, page, cfg, db, generated) -> None:
     airflow.wait_for_approval_request(CLEANUP, cleanup_run, "approve", timeout=300)
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.goto(airflow.url + "/required_actions")
-    request = page.get_by_role("link", name="Drop settled_trades? Every cleanup gate passes")
+    request = page.get_by_role("link", name=f"Drop {ks}.settled_trades? Every cleanup gate passes")
     request.wait_for()
     shot(page, "05_required_actions")
     request.click()

@@ -80,3 +80,29 @@ def test_the_body_says_plainly_when_there_is_no_archive():
                                         (timedelta(seconds=40), "40 s")])
 def test_the_timeout_is_said_in_its_own_unit(span, text):
     assert approval._duration(span) == text
+
+
+@pytest.mark.parametrize("state, waited_s, verdict", [
+    ("awaiting_input", 14_399, approval.WAIT),
+    ("awaiting_input", 14_400, approval.ALERT),
+    (None, 20_000, approval.ALERT),              # not started yet, and the run waits: still worth a page
+    ("success", 20_000, approval.STOP),          # answered (or taken by default): nothing to page about
+    ("upstream_failed", 0, approval.STOP),
+])
+def test_the_approval_watch_alerts_once_after_the_limit(state, waited_s, verdict):
+    assert approval.watch_verdict(state, waited_s, 14_400) == verdict
+
+
+def test_the_watch_tells_the_notifier_with_the_table_and_the_default_time(monkeypatch):
+    told = []
+    monkeypatch.setattr(approval.notify, "send", told.append)
+    summary = {"asked_at": AT.isoformat(), "table": "trading.settled_trades"}
+    args = {"dag_id": "user_trades_cleanup", "run_id": "r1", "response_timeout": timedelta(hours=24)}
+    assert approval.watch("awaiting_input", summary, at=AT + timedelta(hours=1), **args) is False
+    assert told == []
+    assert approval.watch("awaiting_input", summary, at=AT + timedelta(hours=5), **args) is True
+    [notice] = told
+    assert notice.subject == "user_trades cleanup: the drop of trading.settled_trades waits for approval"
+    assert "rejected by default at 2026-11-25 09:30 UTC" in notice.body
+    assert (notice.details["alert"], notice.details["task"], notice.details["waited_s"]) == (
+        "approval_waiting", "approve", 18_000.0)

@@ -13,9 +13,11 @@ from datetime import datetime, timedelta
 
 from cassandra.cluster import Session
 
-from trade_migration.core.clock import utc
+from trade_migration.core import alerts, notify
+from trade_migration.core.clock import now, utc
 from trade_migration.core.config import LEGACY_TABLE, TARGET_TABLE, Config
 from trade_migration.core.errors import NotApproved
+from trade_migration.core.settings import APPROVAL_ALERT_AFTER_S
 from trade_migration.state import phases
 
 APPROVE, REJECT = "Approve", "Reject"   # the ApprovalOperator's fixed options
@@ -54,6 +56,36 @@ class Decision:
             return "no answer recorded by the approval task"
         who = f"by {self.user}" if self.user and not self.timed_out else "by default (no answer before the timeout)"
         return f"{self.choice} {who}" + (f" at {self.at:%Y-%m-%d %H:%M:%S} UTC" if self.at else "")
+
+
+def subject(config: Config) -> str:
+    """The approval's title names the table it would drop: several keyspaces may wait at once."""
+    return f"Drop {config.keyspace}.{LEGACY_TABLE}? Every cleanup gate passes"
+
+
+# The approval task's states once it no longer waits for a person.
+ANSWERED_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+STOP, ALERT, WAIT = "stop", "alert", "wait"
+
+
+def watch_verdict(approve_state: str | None, waited_s: float, alert_after_s: float) -> str:
+    """One look of the approval watch: stop once the approval is answered (or gone), alert once it
+    has waited alert_after_s unanswered (then stop: one alert per run), else wait."""
+    if approve_state in ANSWERED_STATES:
+        return STOP
+    return ALERT if waited_s >= alert_after_s else WAIT
+
+
+def watch(approve_state: str | None, summary: Mapping, *, dag_id: str, run_id: str, response_timeout: timedelta,
+          at: datetime | None = None) -> bool:
+    """The approval watch's look (summary: what summarize returned); True once it has nothing left to do."""
+    asked_at = datetime.fromisoformat(summary["asked_at"])
+    waited = ((at or now()) - asked_at).total_seconds()
+    verdict = watch_verdict(approve_state, waited, APPROVAL_ALERT_AFTER_S.get())
+    if verdict == ALERT:
+        notify.send(alerts.approval_waiting(table=summary["table"], waited_s=waited, run_id=run_id, dag_id=dag_id,
+                                            answer_by=f"{asked_at + response_timeout:%Y-%m-%d %H:%M} UTC"))
+    return verdict != WAIT
 
 
 def record_decision(session: Session, config: Config, decision: Decision, *, run_id: str) -> None:

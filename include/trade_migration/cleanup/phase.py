@@ -14,7 +14,8 @@ from trade_migration.archive import check, store, writer
 from trade_migration.archive.store import Store
 from trade_migration.cleanup import approval, drop, gates
 from trade_migration.core import notify
-from trade_migration.core.config import Config
+from trade_migration.core.clock import now
+from trade_migration.core.config import LEGACY_TABLE, Config
 from trade_migration.core.errors import ArchiveMismatch, ArchiveStoreError
 from trade_migration.state import phases
 from trade_migration.state.flags import DUAL_WRITE, Flags, in_effect_from
@@ -48,13 +49,15 @@ def archive_store(archive_url: str, run_id: str, storage_options: dict | None = 
 
 def summarize(session: Session, config: Config, report: dict, *, archive_url: str, skip_archive_reason: str,
               run_id: str, response_timeout: timedelta, sample_share: float) -> dict:
-    """What the approver reads (gates, row counts, parity history, where the archive goes)."""
+    """What the approver reads (a title naming the table, the gates, row counts, parity history, where
+    the archive goes) and when it was asked (the approval watch counts from it)."""
     where = store.run_url(store.archive_url(archive_url), run_id)
     counts = table_counts(session, config)
     text = approval.body(report, counts, archive_url=where, skip_archive_reason=skip_archive_reason,
                          run_id=run_id, response_timeout=response_timeout, sample_share=sample_share)
     log.info("approval request:\n%s", text)
-    return {"body": text, "archive_url": where, "counts": counts}
+    return {"subject": approval.subject(config), "table": f"{config.keyspace}.{LEGACY_TABLE}", "body": text,
+            "archive_url": where, "counts": counts, "asked_at": now().isoformat()}
 
 
 def archive_table(session: Session, config: Config, opts: gates.GateOptions, decision: approval.Decision, *,

@@ -11,6 +11,7 @@ from trade_migration.core.notify import Notice
 
 # The alert names (with notify.PARITY_FAILED and notify.PARITY_FIXED, the parity notices').
 TASK_FAILED, RANGE_STALLED, DUAL_WRITE_FAILURES = "task_failed", "range_stalled", "dual_write_failures"
+APPROVAL_WAITING = "approval_waiting"
 FIELDS = ("alert", "dag_id", "run_id", "phase", "task", "range", "error")
 ERROR_CHARS = 2000
 _RANGE_NOTE = "token range "
@@ -74,3 +75,13 @@ def dual_write_failures(*, recorded: int, window_s: int, per_hour: float, limit:
                   dag_id=dag_id, run_id=run_id, phase="dual_write", error=f"{recorded} failed dual writes",
                   recorded=recorded, per_hour=round(per_hour, 3), window_s=window_s)
 
+
+
+def approval_waiting(*, table: str, waited_s: float, run_id: str, dag_id: str, answer_by: str | None) -> Notice:
+    """The cleanup's approval has waited unanswered for `waited_s`."""
+    body = (f"The cleanup run {run_id} has asked for {waited_s / 3600:.1f} h whether to archive and drop {table};"
+            " nobody has answered. Answer it in Airflow's Required Actions (Browse > Required Actions)."
+            + (f" Without an answer it is rejected by default at {answer_by}." if answer_by else ""))
+    return notice(APPROVAL_WAITING, f"user_trades cleanup: the drop of {table} waits for approval", body,
+                  dag_id=dag_id, run_id=run_id, phase="cleanup", task="approve",
+                  error=f"unanswered for {waited_s:.0f} s", waited_s=round(waited_s, 1))

@@ -90,13 +90,18 @@ DUAL_WRITE_ALERT_PER_HOUR = Setting("TM_DUAL_WRITE_ALERT_PER_HOUR", 10.0, "faile
                                     " TM_DUAL_WRITE_ALERT_WINDOW_S) above which a verification run alerts", float)
 DUAL_WRITE_ALERT_WINDOW_S = Setting("TM_DUAL_WRITE_ALERT_WINDOW_S", 24 * 3600, "seconds of dual_write_retries"
                                     " records the failure rate is measured over", int)
+APPROVAL_ALERT_AFTER_S = Setting("TM_APPROVAL_ALERT_AFTER_S", 4 * 3600, "seconds the cleanup's approval may"
+                                 " wait unanswered before the notifier is told (once per run)", int)
+APPROVAL_WATCH_EVERY_S = Setting("TM_APPROVAL_WATCH_EVERY_S", 300, "seconds between two looks of the cleanup's"
+                                 " approval watch (it ends at most this long after the approval is answered)", int)
 
 REGISTRY = {s.name: s for s in (KEYSPACE, CONTACT_POINTS, PORT, REPLICATION, READ_CONSISTENCY, WRITE_CONSISTENCY,
                                 SERIAL_CONSISTENCY, LOCAL_DC, CONN_ID, REPORT_DIR, NIGHTLY_MODE, NIGHTLY_REPAIR,
                                 NIGHTLY_RESOLVE_ORPHANS, PARITY_NOTIFIER, APPROVAL_TIMEOUT_S, ARCHIVE_URL,
                                 ARCHIVE_CONN_ID,
                                 STATSD_HOST, STATSD_PORT, NOTIFIER, ALERT_CONN_ID, STALL_AFTER_S,
-                                DUAL_WRITE_ALERT_PER_HOUR, DUAL_WRITE_ALERT_WINDOW_S)}
+                                DUAL_WRITE_ALERT_PER_HOUR, DUAL_WRITE_ALERT_WINDOW_S, APPROVAL_ALERT_AFTER_S,
+                                APPROVAL_WATCH_EVERY_S)}
 # Config's fields and the variables they come from.
 CONNECTION = {"keyspace": KEYSPACE, "contact_points": CONTACT_POINTS, "port": PORT, "replication": REPLICATION,
               "read_consistency": READ_CONSISTENCY, "write_consistency": WRITE_CONSISTENCY,
