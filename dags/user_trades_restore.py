@@ -4,13 +4,14 @@ restore reads the archive's manifest (an archive without one is incomplete and r
 the target with settled_trades' columns if it is missing, refuses a target that already holds rows
 (unless allow_non_empty, or this same restore started it), checks each object's sha256 and writes
 its rows back range by range, recording each range in restore_ranges: a rerun (or a retry) skips
-the ranges done. The same as `python -m trade_migration.restore`.
+the ranges done. Its start and end are audited (phase `restore`) with who and why. The same as
+`python -m trade_migration.restore`.
 """
 from __future__ import annotations
 
 from airflow.sdk import Param, get_current_context, task
 from archive_storage import ARCHIVE_PARAMS_HELP, CONN_ID_PATTERN, given_store
-from migration_common import cassandra, phase_dag, text_params, who_and_why
+from migration_common import actor, cassandra, phase_dag, text_params, who_and_why
 
 from trade_migration.core.config import IDENTIFIER
 from trade_migration.restore.run import Target, restore_archive
@@ -40,11 +41,12 @@ TARGET_PATTERN = rf"^{IDENTIFIER.pattern}\.{IDENTIFIER.pattern}(?![\s\S])"
 def user_trades_restore():
     @task
     def restore() -> dict:
-        p = text_params(get_current_context()["params"])
+        ctx = get_current_context()
+        p = text_params(ctx["params"])
         store = given_store(p["archive_url"], p["archive_conn_id"])
         with cassandra() as (session, config):
             return restore_archive(session, config, store, Target.parse(p["into"]), ranges=p["ranges"],
-                                   allow_non_empty=p["allow_non_empty"])
+                                   allow_non_empty=p["allow_non_empty"], actor=actor(ctx), reason=p["reason"])
 
     restore()
 

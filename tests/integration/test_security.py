@@ -221,13 +221,17 @@ STEPS = [
     ("user_trades_dual_write", {"value": "new_only"}, []),
     ("user_trades_cleanup", CLEANUP, [("SELECT", "TABLE ks.audit_log"), ("SELECT", "TABLE ks.parity_runs"),
                                       ("SELECT", "TABLE ks.rejected_trades"), ("DROP", "TABLE ks.settled_trades")]),
+    # the drop undone: the cleanup's archive restored as settled_trades (archive_url filled in by the walk)
+    ("user_trades_restore", {"into": "ks.settled_trades"},
+     [("SELECT", "TABLE ks.restore_ranges"), ("MODIFY", "TABLE ks.restore_ranges"), ("CREATE", "KEYSPACE ks")]),
 ]
 # DAGs whose record_unfinished teardown records a failed run's phase as failed. The others leave it
 # as the failing task found it (dual_write: `running` once the flag changed).
 TEARDOWN = {"user_trades_backfill", "user_trades_verify", "user_trades_cleanup"}
 PHASE_OF = {"user_trades_create_table": phases.CREATE_TABLE, "user_trades_dual_write": phases.DUAL_WRITE,
             "user_trades_backfill": phases.BACKFILL, "user_trades_verify": phases.VERIFY,
-            "user_trades_read_path": phases.READ_PATH, "user_trades_cleanup": phases.CLEANUP}
+            "user_trades_read_path": phases.READ_PATH, "user_trades_cleanup": phases.CLEANUP,
+            "user_trades_restore": phases.CLEANUP}     # a restore leaves the phases as they are
 
 
 def needed(keyspace: str) -> list[str]:
@@ -236,7 +240,8 @@ def needed(keyspace: str) -> list[str]:
 
 def test_every_grant_of_the_file_is_proven_needed_by_one_phase():
     blocks = grant_blocks(KS)
-    grants = [s for name in ("create_table", "migration", "cleanup") for s in blocks[name] if s.startswith("GRANT")]
+    grants = [s for name in ("create_table", "migration", "cleanup", "restore") for s in blocks[name]
+              if s.startswith("GRANT")]
     assert sorted(needed(KS)) == sorted(grants)
     assert not any(" MODIFY ON TABLE t_security.settled_trades" in s for s in grants)
     assert [s for s in grants if s.startswith("GRANT DROP")] == [f"GRANT DROP ON TABLE {KS}.settled_trades TO migrator"]
@@ -309,9 +314,14 @@ def test_each_phase_passes_with_its_grants_and_fails_at_once_without_each(node, 
     assert len(proven) == len(needed(KS))
     state = phases.State(admin, cfg)
     assert {p: state.phase(p).status for p in PHASE_OF.values()} == dict.fromkeys(PHASE_OF.values(), phases.COMPLETED)
-    assert LEGACY_TABLE not in admin.cluster.metadata.keyspaces[KS].tables
-    # dropping the table took every permission on it
-    assert permissions(admin) == {p for p in expected_permissions(granted) if LEGACY_TABLE not in p[1]}
+    restore = [(r.action, r.actor) for r in state.audit_log() if r.phase == "restore"]
+    assert sorted(restore) == [("restore started", "alice"), ("restored", "alice")]   # the refused tries wrote none
+    # dropping the table took every permission on it; on the restored table the migrator holds what
+    # Cassandra gives a table's creator
+    held = permissions(admin)
+    others = {p for p in held if LEGACY_TABLE not in p[1]}
+    assert others == {p for p in expected_permissions(granted) if LEGACY_TABLE not in p[1]}
+    assert {"SELECT", "MODIFY", "DROP"} <= {p for p, r in held if r == f"<table {KS}.{LEGACY_TABLE}>"}
 
 
 def walk_the_phases(admin, cfg: Config, writer, granted: list[str], proven: list[str], capfd) -> None:
@@ -326,6 +336,10 @@ def walk_the_phases(admin, cfg: Config, writer, granted: list[str], proven: list
         if dag_id == "user_trades_cleanup":
             granted += grant(admin, "cleanup", keyspace=KS)
             assert permissions(admin) == expected_permissions(granted)
+        if dag_id == "user_trades_restore":
+            granted += grant(admin, "restore", keyspace=KS)
+            [manifest] = Path(os.environ["TM_REPORT_DIR"]).glob("archive/*/manifest.json")
+            conf = {**conf, "into": f"{KS}.{LEGACY_TABLE}", "archive_url": str(manifest.parent)}
         for perm, resource in needs:
             stmt = stmt_for(perm, resource.replace("ks", KS, 1))
             proven.append(refused_without(admin, cfg, stmt, dag_id, conf, capfd, settling=legacy is None))
@@ -336,7 +350,7 @@ def walk_the_phases(admin, cfg: Config, writer, granted: list[str], proven: list
             writer.stop()
             legacy = settled(admin, KS)          # from here on only the migrator runs
         elif legacy is not None and dag_id != "user_trades_cleanup":
-            assert settled(admin, KS) == legacy
+            assert settled(admin, KS) == legacy      # after the restore too: every row and write time back
 
 
 # --- refusals a retry cannot change ---------------------------------------------------------------

@@ -7,6 +7,7 @@ AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, ... for s3://), never from the command 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import sys
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--allow-non-empty", action="store_true", help="write into a table that already has rows")
     p.add_argument("--endpoint-url", default=None, help="an S3-compatible endpoint (else AWS_ENDPOINT_URL, else AWS)")
     p.add_argument("--max-in-flight", type=int, default=IN_FLIGHT)
+    p.add_argument("--actor", default=getpass.getuser(), help="who restores (the audit log; default: the OS user)")
+    p.add_argument("--reason", default="", help="why (the audit log)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     url = archive_url(args.archive)
@@ -37,7 +40,8 @@ def main(argv: list[str] | None = None) -> dict:
     session = connect(config)
     try:
         result = restore_archive(session, config, store, target, ranges=args.ranges,
-                                 allow_non_empty=args.allow_non_empty, max_in_flight=args.max_in_flight)
+                                 allow_non_empty=args.allow_non_empty, max_in_flight=args.max_in_flight,
+                                 actor=args.actor[:128], reason=args.reason[:2000])
     finally:
         session.cluster.shutdown()
     print(json.dumps(result))

@@ -3,9 +3,10 @@
 Each row is written with its source write time (USING TIMESTAMP) and the TTL it has left (a row
 whose TTL ran out since it was archived is counted as expired, not written); null columns stay
 unset, never tombstones. Each object's sha256 is checked before a row of it is written. A range
-is recorded in restore_ranges (the migration's keyspace) once every write of it is acknowledged,
-so a rerun with the same archive and target skips the ranges done. A target that already holds
-rows is refused unless this restore started it or allow_non_empty says so.
+is marked started in restore_ranges (the migration's keyspace) before anything is written, and
+finished once every write of it is acknowledged, so a rerun with the same archive and target skips
+the ranges finished. A target that already holds rows is refused unless this restore started it or
+allow_non_empty says so.
 """
 from __future__ import annotations
 
@@ -21,12 +22,14 @@ from cassandra.query import UNSET_VALUE
 
 from trade_migration.archive import layout
 from trade_migration.archive.store import Store, fetch, probe
+from trade_migration.cleanup.drop import table_exists
 from trade_migration.core import clock
 from trade_migration.core.config import Config, identifier
 from trade_migration.core.errors import ConfigError, RestoreRefused
 from trade_migration.core.prepared import prepared
 from trade_migration.core.settings import IN_FLIGHT
 from trade_migration.core.writes import BoundedWriter
+from trade_migration.state import phases
 from trade_migration.statements.restore import (
     any_row,
     create_settled_like,
@@ -37,6 +40,7 @@ from trade_migration.statements.restore import (
 
 log = logging.getLogger(__name__)
 SCHEMA_AGREEMENT_S = 60
+RESTORE = "restore"    # the audit log's phase column for a restore (not a migration phase)
 _LABEL = re.compile(r"\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\]")
 
 
@@ -107,29 +111,41 @@ def _restore_part(session: Session, insert, store: Store, part: dict, workdir: P
 
 
 def restore_archive(session: Session, config: Config, store: Store, target: Target, *, ranges: list[str] | None = None,
-                    allow_non_empty: bool = False, max_in_flight: int = IN_FLIGHT) -> dict:
-    """Write the archive at `store` into `target` (created with settled_trades' columns if missing)."""
+                    allow_non_empty: bool = False, max_in_flight: int = IN_FLIGHT, actor: str = "",
+                    reason: str = "") -> dict:
+    """Write the archive at `store` into `target` (created with settled_trades' columns if missing);
+    its start and end are audited with who and why."""
     probe(store)
     manifest = layout.read_manifest(store)
     parts = select_parts(manifest["ranges"], ranges)
-    session.execute(create_settled_like(target.keyspace, target.table), timeout=120)
-    if not session.wait_for_schema_agreement(wait_time=SCHEMA_AGREEMENT_S):
-        raise RuntimeError(f"schema agreement not reached within {SCHEMA_AGREEMENT_S} s after creating {target}")
     ks = config.keyspace
     key = (str(target), store.url)
-    done = {r.range_start: r for r in session.execute(prepared(session, restored_ranges(ks)), key)}
-    if not done and not allow_non_empty and session.execute(
+    # Each step needs one more permission than the one before, and none writes a row of data before
+    # all are proven: reading the progress (SELECT restore_ranges), the emptiness check (SELECT on the
+    # target), the ranges marked started (MODIFY restore_ranges), the table created if missing (CREATE).
+    marks = list(session.execute(prepared(session, restored_ranges(ks)), key))
+    done = {r.range_start for r in marks if r.finished_at is not None}
+    exists = table_exists(session, target.keyspace, target.table)
+    if exists and not marks and not allow_non_empty and session.execute(
             prepared(session, any_row(target.keyspace, target.table), consistency=config.read_cl)).one():
         raise RestoreRefused(f"{target} is not empty and no restore of {store.url} into it was started; nothing"
                              " was written (restore into an empty table, or allow non-empty to merge: each row"
                              " keeps its write time, so a newer row in the table wins)")
-    insert = prepared(session, insert_restored(target.keyspace, target.table), consistency=config.write_cl)
     mark = prepared(session, range_restored(ks), consistency=config.write_cl)
+    pending = [p for p in parts if int(p["start"]) not in done]
+    for part in pending:
+        session.execute(mark, (*key, int(part["start"]), int(part["end"]), UNSET_VALUE, UNSET_VALUE, UNSET_VALUE))
+    if not exists:
+        session.execute(create_settled_like(target.keyspace, target.table), timeout=120)
+        if not session.wait_for_schema_agreement(wait_time=SCHEMA_AGREEMENT_S):
+            raise RuntimeError(f"schema agreement not reached within {SCHEMA_AGREEMENT_S} s after creating {target}")
+    insert = prepared(session, insert_restored(target.keyspace, target.table), consistency=config.write_cl)
+    audit = phases.State(session, config)
+    audit.audit(RESTORE, "restore started", actor=actor or "restore", reason=reason,
+                details={"archive": store.url, "target": str(target), "ranges": len(parts)})
     written = expired = restored = 0
     with tempfile.TemporaryDirectory(prefix="tm-restore-") as tmp:
-        for part in parts:
-            if int(part["start"]) in done:
-                continue
+        for part in pending:
             rows, gone = _restore_part(session, insert, store, part, Path(tmp), max_in_flight)
             session.execute(mark, (*key, int(part["start"]), int(part["end"]), rows, gone, clock.now()))
             written, expired, restored = written + rows, expired + gone, restored + 1
@@ -137,5 +153,6 @@ def restore_archive(session: Session, config: Config, store: Store, target: Targ
     result = {"archive": store.url, "target": str(target), "ranges": len(parts), "restored_ranges": restored,
               "skipped_ranges": len(parts) - restored, "rows": written, "expired": expired,
               "archived_rows": sum(p["rows"] for p in parts)}
+    audit.audit(RESTORE, "restored", actor=actor or "restore", reason=reason, details=result)
     log.info("restore of %s into %s: %s", store.url, target, result)
     return result

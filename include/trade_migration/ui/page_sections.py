@@ -6,12 +6,12 @@ through Airflow's REST API as the signed-in user.
 """
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from html import escape
 from urllib.parse import quote
 
 from trade_migration.ui.attention import DAG_OF, SCHEDULED, truthful
+from trade_migration.verify.report import report_href
 
 BADGE = {"completed": "ok", "done": "ok", "clean": "ok", "pass": "ok", "ok": "ok", "success": "ok",
          "repaired": "warn", "stalled": "warn", "skipped": "idle", "running": "run", "queued": "run",
@@ -170,11 +170,6 @@ def _failed_html(b: dict, status: dict, airflow: dict) -> str:
             f' user_trades_backfill for that range alone (default settings; change them in Airflow\'s trigger'
             f' form if its error names one); the run is green once the range is done.</p>'
             + _table(["failed range", "cut from", "attempts", "last error", ""], rows, id_="failed", numeric={2}))
-
-
-def report_href(run_id: str, name: str) -> str:
-    """Where the plugin serves a verification run's report file (verify.report.report_dir's folder)."""
-    return f"reports/verify/{quote(re.sub(r'[^A-Za-z0-9_.-]+', '_', run_id), safe='')}/{name}"
 
 
 def parity_svg(runs: list[dict], *, width: int = 560, height: int = 170) -> str:

@@ -62,6 +62,8 @@ def finish(session: Session, config: Config, run: dict, surveys: list[dict], ins
     log.info("%s", report.format_summary(r, outcome))
     for name, path in paths.items():
         log.info("report %s: %s", name, path)
+    log.info("report in the Airflow UI: <Airflow URL>%s%s", report.SERVED_AT,
+             report.report_href(r.run_id, "summary.html"))
     folder = paths["chart"].parent
     parity.record(session, config, r, outcome, str(folder))
     send_metrics(outcome)

@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -26,8 +27,21 @@ DIFF_COLUMNS = ("kind", "direction", "range", "trade_id", "user_id", "symbol_id"
 CHART_COLUMNS = ("missing", "mismatched", "orphans", "repaired", "resolved", "rejected", "late")
 
 
+# Where the migration page's plugin serves the reports, below the Airflow UI's base URL.
+SERVED_AT = "/trade-migration/"
+
+
+def _folder_name(run_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+
+
 def report_dir(run_id: str, env: Mapping[str, str] | None = None) -> Path:
-    return report_root(env) / "verify" / re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+    return report_root(env) / "verify" / _folder_name(run_id)
+
+
+def report_href(run_id: str, name: str) -> str:
+    """The report file's path as the plugin serves it, relative to the page (report_dir's folder)."""
+    return f"reports/verify/{quote(_folder_name(run_id), safe='')}/{name}"
 
 
 def origin(run: Run, written_us: int | None) -> str:
