@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule, dag, get_current_context, teardown
+from airflow.sdk.exceptions import AirflowNotFoundException
 from migration_alerts import task_failed
 
 from trade_migration.core import settings
@@ -27,6 +28,8 @@ ID_PATTERN = rf"^{IDENTIFIER.pattern}(?![\s\S])"
 FAIL_FAST = ExceptionRetryPolicy(rules=[
     RetryRule(exception=[Permanent, *DRIVER_PERMANENT], action=RetryAction.FAIL,
               reason="a retry cannot fix this; fix the cause and rerun"),
+    RetryRule(exception=[AirflowNotFoundException], action=RetryAction.FAIL,
+              reason="an Airflow connection it names does not exist; create it (or fix the Param) and rerun"),
 ])
 
 DEFAULT_ARGS = {
@@ -69,6 +72,12 @@ OPTIONAL_TEXT = frozenset({"actor", "reason", "override_reason", "acknowledge_re
 def text_params(params) -> dict:
     """The run's Params, optional text ones as '' when left empty (null)."""
     return {k: ("" if v is None and k in OPTIONAL_TEXT else v) for k, v in params.items()}
+
+
+def every(outputs) -> list:
+    """A mapped task's outputs as a list, read by index. Iterating Airflow's lazy sequence reads one
+    past the end, which the API answers 404 and the task log shows as an error "XCom not found"."""
+    return [] if outputs is None else [outputs[i] for i in range(len(outputs))]
 
 
 def actor(context) -> str:

@@ -32,6 +32,7 @@ from migration_common import (
     POOL,
     actor,
     cassandra,
+    every,
     phase_dag,
     run_by,
     text_params,
@@ -152,7 +153,7 @@ def user_trades_verify():
         """Returns the inspection's batches (none when the digests agree); the scope goes to key "scope"."""
         ctx = get_current_context()
         r = Run.from_json(run)
-        scope = parity.narrow(r, list(surveys))
+        scope = parity.narrow(r, every(surveys))
         log.info("%d ranges to read row by row", len(scope.indexes))
         ctx["ti"].xcom_push(key="scope", value=scope.to_json())
         return parity.batches(r, scope.indexes, ctx["params"]["parallelism"])
@@ -169,7 +170,7 @@ def user_trades_verify():
     def resolve(run: dict, inspections: list[dict]) -> dict | None:
         """Deletes, audited, and outcome of each orphan (None when the run does not resolve them)."""
         with cassandra() as (session, config):
-            return parity.resolve(session, config, Run.from_json(run), list(inspections or []),
+            return parity.resolve(session, config, Run.from_json(run), every(inspections),
                                   actor=actor(get_current_context()))
 
     @task(trigger_rule="none_failed")   # ParityBroken is Permanent: the retry policy fails it at once
@@ -177,8 +178,8 @@ def user_trades_verify():
                  healing: dict | None) -> dict:
         ctx = get_current_context()
         with cassandra() as (session, config):
-            return phase.finish(session, config, run, surveys, inspections, resolved, healing, actor=actor(ctx),
-                                reason=text_params(ctx["params"])["reason"])
+            return phase.finish(session, config, run, every(surveys), every(inspections), resolved, healing,
+                                actor=actor(ctx), reason=text_params(ctx["params"])["reason"])
 
     planned = plan()
     healed = heal(planned["run"])

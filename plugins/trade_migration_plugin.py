@@ -25,12 +25,13 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from trade_migration.core import settings
+from trade_migration.core.config import IDENTIFIER
 from trade_migration.verify.report import SERVED_AT
 
 log = logging.getLogger(__name__)
 CONN_ID = settings.CONN_ID.get()
 URL_PREFIX = SERVED_AT.rstrip("/")
-ID = "^[a-z][a-z0-9_]{0,47}$"
+ID = rf"^{IDENTIFIER.pattern}$"     # pydantic's patterns are Rust regexes: "$" is the very end
 BACKFILL_ID = Query(None, pattern=ID, description="The backfill ledger shown (default: the latest run's).")
 LABEL = re.compile(r"\((-?\d{1,20}), (-?\d{1,20})\]")
 REPORT_FILES = {"summary.html": "text/html", "differences.csv": "text/csv", "rejected.csv": "text/csv",

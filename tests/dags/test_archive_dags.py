@@ -125,3 +125,19 @@ def test_a_corrupt_object_fails_verify_archive_and_nothing_is_dropped(airflow_co
     out = capfd.readouterr()
     assert "ArchiveMismatch: archive s3://" in out.out + out.err and "is corrupt" in out.out + out.err
     assert drop.table_exists(db, cfg.keyspace, LEGACY_TABLE)
+
+
+def test_a_connection_that_does_not_exist_fails_the_restore_at_once(airflow_conn, db, tmp_path, capfd):
+    """A missing Airflow connection is no passing trouble: the first try fails, nothing is created."""
+    from airflow.utils.session import create_session
+
+    dr = fresh("user_trades_restore").test(run_conf={"archive_url": str(tmp_path / "archive"),
+                                                     "into": f"{airflow_conn.keyspace}.never_restored",
+                                                     "archive_conn_id": "no_such_conn"})
+    assert str(dr.state) == "failed"
+    with create_session() as session:
+        [ti] = dr.get_task_instances(session=session)
+        assert (ti.task_id, str(ti.state), ti.try_number) == ("restore", "failed", 1)
+    out = capfd.readouterr()
+    assert "The conn_id `no_such_conn` isn't defined" in out.out + out.err
+    assert not drop.table_exists(db, airflow_conn.keyspace, "never_restored")

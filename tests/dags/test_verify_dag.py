@@ -196,7 +196,7 @@ def test_a_clean_run_records_clean_and_completes_the_phase(bag, verify_env, airf
     assert not (verify_env / "notice.json").exists()
 
 
-def test_a_broken_run_fails_and_calls_the_notifier(bag, verify_env, airflow_conn, db, capfd):
+def test_a_broken_run_fails_and_calls_the_notifier(bag, verify_env, airflow_conn, db, caplog):
     ids = load_symbol_ids(db, airflow_conn.keyspace)
     scanned = db.execute(prepared(db, scan_settled(airflow_conn.keyspace)), (MIN_TOKEN, MAX_TOKEN))
     trade = next(t for t in (decode_scanned_trade(r).trade for r in scanned) if not isinstance(convert(t, ids), Reject))
@@ -218,9 +218,9 @@ def test_a_broken_run_fails_and_calls_the_notifier(bag, verify_env, airflow_conn
     broken_html = (Path(got.report_path) / "summary.html").read_text()
     assert "<p id='verdict' class='verdict broken'>broken: user_trades differs from settled_trades</p>" in broken_html
     assert f"<tr><td>missing</td><td>{trade_range_label(got)}</td><td>{trade.trade_id}</td>" in broken_html
-    out = capfd.readouterr()      # the task log links the report as the migration page's plugin serves it
+    # the task log links the report as the migration page's plugin serves it
     served = f"/trade-migration/reports/verify/{Path(got.report_path).name}/summary.html"
-    assert f"report in the Airflow UI: <Airflow URL>{served}" in out.out + out.err
+    assert f"report in the Airflow UI: <Airflow URL>{served}" in caplog.text
 
     # the same with repair on: the row is rewritten, the run succeeds, and tells what it fixed
     os.remove(verify_env / "notice.json")

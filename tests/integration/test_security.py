@@ -30,6 +30,7 @@ from testkit import generator
 from testkit.certs import TlsFiles, make_tls_dir
 from testkit.traffic import live_traffic
 
+from trade_migration.archive import store
 from trade_migration.core.config import LEGACY_TABLE, Config
 from trade_migration.core.errors import ConnectionRefused
 from trade_migration.core.session import open_session
@@ -325,7 +326,7 @@ def test_each_phase_passes_with_its_grants_and_fails_at_once_without_each(node, 
 
 
 def walk_the_phases(admin, cfg: Config, writer, granted: list[str], proven: list[str], capfd) -> None:
-    legacy = None
+    legacy = archived = None
     for dag_id, conf, needs in STEPS:
         if dag_id == "user_trades_dual_write" and conf["value"] == "on":
             granted += grant(admin, "migration", keyspace=KS)    # after phase 1, as the file says
@@ -338,14 +339,15 @@ def walk_the_phases(admin, cfg: Config, writer, granted: list[str], proven: list
             assert permissions(admin) == expected_permissions(granted)
         if dag_id == "user_trades_restore":
             granted += grant(admin, "restore", keyspace=KS)
-            [manifest] = Path(os.environ["TM_REPORT_DIR"]).glob("archive/*/manifest.json")
-            conf = {**conf, "into": f"{KS}.{LEGACY_TABLE}", "archive_url": str(manifest.parent)}
+            conf = {**conf, "into": f"{KS}.{LEGACY_TABLE}", "archive_url": archived}
         for perm, resource in needs:
             stmt = stmt_for(perm, resource.replace("ks", KS, 1))
             proven.append(refused_without(admin, cfg, stmt, dag_id, conf, capfd, settling=legacy is None))
         dr = run_step(dag_id, conf)
         assert str(dr.state) == "success", (dag_id, tries(dr))
         assert all(t <= 1 for _, t in tries(dr).values()), tries(dr)
+        if dag_id == "user_trades_cleanup":
+            archived = store.run_url(store.archive_url(None), dr.run_id)   # the folder the restore reads back
         if dag_id == "user_trades_dual_write" and conf["value"] == "on":
             writer.stop()
             legacy = settled(admin, KS)          # from here on only the migrator runs
