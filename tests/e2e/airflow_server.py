@@ -82,6 +82,10 @@ class AirflowServer:
             "AIRFLOW_CONN_SCYLLA_DEFAULT": json.dumps(
                 {"conn_type": "cassandra", "host": "127.0.0.1", "port": 9042, "schema": "trading"}),
             "TM_REPORT_DIR": str(self.home / "reports"),
+            # The cleanup's approval watch (a reschedule sensor) looks every 10 s here: at 1 s the
+            # LocalExecutor's "finished" event of one look can reach the scheduler while the next look
+            # runs, and the scheduler then fails that look (Airflow's race; production looks every 300 s).
+            "TM_APPROVAL_WATCH_EVERY_S": "10",
             "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         })
         env.update(extra)
