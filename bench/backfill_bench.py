@@ -2,10 +2,12 @@
 
     bin/airflow-env python bench/backfill_bench.py --trades 1000000
 
-Prints output rows/s of: the backfill (scan + convert + write + checkpoint); (a) the pure-write
-ceiling of the same driver (prepared inserts of ready rows, same in-flight bound); (b) a naive
-one-row-at-a-time loop; (c) cqlsh COPY FROM (PyPI cqlsh, its own venv) of the same rows from
-CSV; then ratios, and the peak RSS of a backfill process over ~10% and 100% of the trades.
+Prints output rows/s and client CPU seconds per million output rows of: the backfill (scan +
+convert + write + checkpoint); (c) cqlsh COPY FROM (PyPI cqlsh, its own venv) of the same rows
+from CSV, run right after it; (a) the pure-write ceiling of the same driver (prepared inserts of
+ready rows, same in-flight bound); (a') the backfill's own write path on ready rows; (b) a naive
+one-row-at-a-time loop; then ratios, and the peak RSS of a backfill process over ~10% and 100% of
+the trades. `--also-from OTHER/include` runs another checkout's backfill in the same run.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -21,7 +24,7 @@ from pathlib import Path
 
 from testkit import generator
 
-from trade_migration.backfill.copier import submit_by_partition
+from trade_migration.backfill.copier import submit_batched
 from trade_migration.core import tokens
 from trade_migration.core.config import Config
 from trade_migration.core.convert import Reject, convert
@@ -55,20 +58,36 @@ def ensure_data(session, config, n):
 SPLITS = 16
 
 
-def run_backfill(config, backfill_id, batches):
-    """One backfill process per batch of ranges, run together as mapped Airflow tasks are.
+def child_cpu() -> float:
+    """User + system CPU seconds of every child process waited for so far (and of their own children:
+    cqlsh's COPY FROM workers)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
-    Returns (summed result, wall seconds, peak RSS MB of the largest process)."""
+
+def own_cpu() -> float:
+    """User + system CPU seconds of this process, all threads (the driver's event loop included)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def run_backfill(config, backfill_id, batches, src=None):
+    """One backfill process per batch of ranges, run together as mapped Airflow tasks are; `src`, another
+    checkout's include/ folder, runs that code instead (a before/after in the same run).
+
+    Returns (summed result, wall seconds, peak RSS MB of the largest process, CPU seconds of all)."""
     code = ("import json, resource, sys; from trade_migration import backfill_cli;"
             " r = backfill_cli.main(sys.argv[1:]);"
             " print('RESULT', json.dumps(r), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     env = {**os.environ, "TM_KEYSPACE": config.keyspace}
-    t = time.monotonic()
+    if src:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(Path(src).resolve()), env.get("PYTHONPATH"))))
+    cpu, t = child_cpu(), time.monotonic()
     procs = [subprocess.Popen([sys.executable, "-c", code, "--backfill-id", backfill_id, "--splits", str(SPLITS),
                                "--ranges", *[r.label for r in batch]], env=env, stdout=subprocess.PIPE, text=True)
              for batch in batches]
     outs = [p.communicate()[0] for p in procs]
-    took = time.monotonic() - t
+    took, cpu = time.monotonic() - t, child_cpu() - cpu
     if any(p.returncode for p in procs):
         raise RuntimeError("a backfill process failed")
     total, peak = {}, 0.0
@@ -78,7 +97,7 @@ def run_backfill(config, backfill_id, batches):
         for k, v in json.loads(payload).items():
             total[k] = total.get(k, 0) + v
         peak = max(peak, int(rss_kb) / 1024)
-    return total, took, peak
+    return total, took, peak, cpu
 
 
 def reset_target(session, ks):
@@ -108,27 +127,30 @@ def pure_writes(session, ks, rows):
     writer, group = BoundedWriter(session, IN_FLIGHT), object()
     writer.open_group(group)
     t = time.monotonic()
+    cpu = own_cpu()
     for p in params:
         writer.submit(stmt, p, group)
     writer.close_group(group)
     writer.drain()
-    return len(rows) / (time.monotonic() - t)
+    return len(rows) / (time.monotonic() - t), own_cpu() - cpu
 
 
 def grouped_writes(session, ks, rows, page=2000):
-    """The ceiling of the backfill's own write path: ready rows, grouped by partition per page."""
+    """The ceiling of the backfill's own write path: ready rows, a page's rows grouped by partition, then
+    sent as unlogged batches within one replica set."""
     stmt = prepared(session, insert_user_trade(ks))
     writer, group = BoundedWriter(session, IN_FLIGHT), object()
     writer.open_group(group)
-    t = time.monotonic()
+    t, cpu = time.monotonic(), own_cpu()
     for i in range(0, len(rows), page):
         by_partition = {}
         for urow, written in rows[i:i + page]:
             by_partition.setdefault((urow.user_id, urow.symbol_id), []).append((*urow, written))
-        submit_by_partition(writer, stmt, by_partition, group, batch_rows=50, consistency=stmt.consistency_level)
+        submit_batched(writer, stmt, by_partition, group, metadata=session.cluster.metadata,
+                       consistency=stmt.consistency_level)
     writer.close_group(group)
     writer.drain()
-    return len(rows) / (time.monotonic() - t)
+    return len(rows) / (time.monotonic() - t), own_cpu() - cpu
 
 
 def naive_writes(session, ks, rows):
@@ -152,14 +174,19 @@ def copy_from(ks, rows):
         path = f.name
     cols = ", ".join(USER_TRADE_COLUMNS)
     cmd = f"COPY {ks}.user_trades ({cols}) FROM '{path}' WITH HEADER=false AND CHUNKSIZE=5000"
-    t = time.monotonic()
+    t, cpu = time.monotonic(), child_cpu()
     out = subprocess.run([str(CQLSH_VENV / "bin" / "cqlsh"), "127.0.0.1", "-e", cmd],
                          capture_output=True, text=True)
-    took = time.monotonic() - t
+    took, cpu = time.monotonic() - t, child_cpu() - cpu
     os.unlink(path)
     if out.returncode != 0 or "Failed to import" in out.stdout + out.stderr:
         raise RuntimeError(f"COPY FROM failed: {out.stdout[-2000:]} {out.stderr[-2000:]}")
-    return len(rows) / took
+    return len(rows) / took, cpu
+
+
+def per_million(cpu: float, rows: int) -> float:
+    """Client CPU seconds per million output rows."""
+    return cpu / max(rows, 1) * 1e6
 
 
 def main():
@@ -169,6 +196,8 @@ def main():
     p.add_argument("--baseline-rows", type=int, default=200_000, help="rows for the write baselines")
     p.add_argument("--naive-rows", type=int, default=20_000)
     p.add_argument("--processes", type=int, default=2, help="also run the backfill as N mapped tasks")
+    p.add_argument("--also-from", metavar="DIR", help="also run the one-process backfill from another checkout's"
+                   " include/ folder (a before/after in the same run)")
     args = p.parse_args()
     config = Config(keyspace=args.keyspace)
     session = connect(config)
@@ -180,36 +209,50 @@ def main():
 
     ranges = tokens.split_ring(tokens.ring_tokens(session), SPLITS)
     reset_target(session, config.keyspace)
-    part, _, mem_part = run_backfill(config, "bench_part", [ranges[:max(1, SPLITS // 10)]])
+    part, _, mem_part, _ = run_backfill(config, "bench_part", [ranges[:max(1, SPLITS // 10)]])
     reset_target(session, config.keyspace)
-    full, took, mem_full = run_backfill(config, "bench_full", [ranges])
-    backfill_rate = full["rows_written"] / took
+    full, took, mem_full, cpu_full = run_backfill(config, "bench_full", [ranges])
+    backfill_rate, backfill_cpu = full["rows_written"] / took, per_million(cpu_full, full["rows_written"])
     print(f"backfill, 1 process: {full['rows_read']:,} trades -> {full['rows_written']:,} rows in {took:,.1f}s"
-          f" = {backfill_rate:,.0f} output rows/s ({full['rows_read'] / took:,.0f} trades/s, incl. start-up)")
+          f" = {backfill_rate:,.0f} output rows/s ({full['rows_read'] / took:,.0f} trades/s, incl. start-up),"
+          f" client CPU {backfill_cpu:,.1f} s per million rows, peak RSS {mem_full:,.0f} MB")
+    rows = ready_rows(session, config.keyspace, args.baseline_rows)
+    reset_target(session, config.keyspace)   # right after the backfill: adjacent runs see the same load
+    copy, copy_cpu = copy_from(config.keyspace, rows)
+    copy_cpu = per_million(copy_cpu, len(rows))
+    print(f"(c) cqlsh COPY FROM, {len(rows):,} rows from CSV: {copy:,.0f} rows/s,"
+          f" client CPU {copy_cpu:,.1f} s per million rows (its parent and worker processes)")
+    if args.also_from:
+        reset_target(session, config.keyspace)
+        old, old_took, mem_old, cpu_old = run_backfill(config, "bench_also", [ranges], src=args.also_from)
+        old_rate = old["rows_written"] / old_took
+        print(f"backfill from {args.also_from}, 1 process: {old['rows_written']:,} rows in {old_took:,.1f}s"
+              f" = {old_rate:,.0f} output rows/s, client CPU {per_million(cpu_old, old['rows_written']):,.1f} s"
+              f" per million rows, peak RSS {mem_old:,.0f} MB; this checkout / that one:"
+              f" {backfill_rate / old_rate:.2f}x rows/s; that one/COPY FROM {old_rate / copy:.2f}x")
     if args.processes > 1:
         reset_target(session, config.keyspace)
-        par, par_took, _ = run_backfill(config, "bench_par", tokens.batches(ranges, args.processes, seed="bench"))
+        par, par_took, _, _ = run_backfill(config, "bench_par", tokens.batches(ranges, args.processes, seed="bench"))
         par_rate = par["rows_written"] / par_took
         print(f"backfill, {args.processes} processes (mapped tasks): {par['rows_written']:,} rows in"
               f" {par_took:,.1f}s = {par_rate:,.0f} output rows/s")
 
-    rows = ready_rows(session, config.keyspace, args.baseline_rows)
     reset_target(session, config.keyspace)
-    ceiling = pure_writes(session, config.keyspace, rows)
+    ceiling, ceiling_cpu = pure_writes(session, config.keyspace, rows)
     reset_target(session, config.keyspace)
-    grouped = grouped_writes(session, config.keyspace, rows)
+    grouped, grouped_cpu = grouped_writes(session, config.keyspace, rows)
     reset_target(session, config.keyspace)
     naive = naive_writes(session, config.keyspace, rows[:args.naive_rows])
-    reset_target(session, config.keyspace)
-    copy = copy_from(config.keyspace, rows)
-    print(f"(a) pure-write ceiling, {len(rows):,} ready rows, {IN_FLIGHT} in flight: {ceiling:,.0f} rows/s")
-    print(f"(a') write-path ceiling: the same rows grouped by partition as the backfill does: {grouped:,.0f} rows/s")
+    print(f"(a) pure-write ceiling, {len(rows):,} ready rows, {IN_FLIGHT} in flight: {ceiling:,.0f} rows/s,"
+          f" client CPU {per_million(ceiling_cpu, len(rows)):,.1f} s per million rows")
+    print(f"(a') write-path ceiling: the same rows batched as the backfill does: {grouped:,.0f} rows/s,"
+          f" client CPU {per_million(grouped_cpu, len(rows)):,.1f} s per million rows")
     print(f"(b) naive one-row-at-a-time loop, {args.naive_rows:,} rows: {naive:,.0f} rows/s")
-    print(f"(c) cqlsh COPY FROM, {len(rows):,} rows from CSV: {copy:,.0f} rows/s")
     print(f"ratios: backfill/ceiling {backfill_rate / ceiling:.2f}x,"
           f" backfill/write-path ceiling {backfill_rate / grouped:.2f}x,"
           f" backfill/naive {backfill_rate / naive:.1f}x,"
-          f" backfill/COPY FROM {backfill_rate / copy:.2f}x")
+          f" backfill/COPY FROM {backfill_rate / copy:.2f}x;"
+          f" client CPU per row backfill/COPY FROM {backfill_cpu / copy_cpu:.2f}x")
     if args.processes > 1:
         print(f"ratios with {args.processes} processes (COPY FROM runs a parent and worker processes too):"
               f" backfill/COPY FROM {par_rate / copy:.2f}x, backfill/ceiling {par_rate / ceiling:.2f}x")

@@ -4,9 +4,10 @@
 
 On keyspace bench_verify (generated only when it does not already hold exactly --trades trades;
 generation runs at roughly 2.7k trades/s here), in one process each:
-  1. the backfill over the whole ring (user_trades emptied first): source rows/s;
+  1. the backfill over the whole ring (user_trades emptied first): source rows/s (not with --reuse);
   2. a full verification (counts + digests, row lookups only where digests differ): rows/s;
-  3. a sampled verification (--share of the ranges looked up row by row, plus the last day);
+  3. a sampled verification (--share of the ranges checked row by row, plus the last day), and its
+     time against the full one's (ratio);
   4. COUNT(*) per token range, many at once, against one SELECT COUNT(*) per table.
 Prints figures; asserts nothing about time.
 """
@@ -48,6 +49,14 @@ def ensure_trades(session, config: Config, n: int, seed: int, ranges) -> None:
     print(f"  generated {n:,} trades in {took:,.0f} s ({n / took:,.0f} trades/s)")
 
 
+def backfill(session, config: Config, splits: int) -> tuple[dict, float]:
+    """1. the backfill, from an empty user_trades: what it copied, and in how long."""
+    for table in ("user_trades", "backfill_ranges", "rejected_trades", "parity_runs"):
+        session.execute(f"TRUNCATE {config.keyspace}.{table}", timeout=300)
+    plan.ensure_ledger(session, config, Ledger(session, config, "bench"), splits)
+    return timed(copier.run_batch, session, config, "bench", RING)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trades", type=int, default=1_000_000)
@@ -55,6 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--splits", type=int, default=None, help="token ranges (default: from the size estimate)")
     parser.add_argument("--share", type=float, default=0.05, help="sample share of the sampled run")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep user_trades as the last run's backfill left it (no step 1: compare the"
+                             " verifications again without copying again)")
     args = parser.parse_args(argv)
 
     config = Config.from_env(keyspace=args.keyspace)
@@ -65,12 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     ranges = tokens.split_ring(ring, splits)
     ensure_trades(session, config, args.trades, args.seed, ranges)
 
-    # 1. the backfill, from an empty user_trades
-    for table in ("user_trades", "backfill_ranges", "rejected_trades", "parity_runs"):
-        session.execute(f"TRUNCATE {config.keyspace}.{table}", timeout=300)
-    plan.ensure_ledger(session, config, Ledger(session, config, "bench"), splits)
-    copied, backfill_s = timed(copier.run_batch, session, config, "bench", RING)
-    backfill_rate = copied["rows_read"] / backfill_s
+    copied, backfill_s = backfill(session, config, splits) if not args.reuse else (None, None)
 
     # 2. full verification; 3. sampled verification
     full_run = parity.plan_run(session, config, run_id=f"bench_full_{int(time.time())}", mode="full", splits=splits)
@@ -92,16 +99,19 @@ def main(argv: list[str] | None = None) -> None:
 
     t = full.total
     print(f"\n{args.trades:,} trades, {splits} token ranges, keyspace {config.keyspace}")
-    print(f"backfill               {copied['rows_read']:>10,} source rows in {backfill_s:7.1f} s"
-          f" = {backfill_rate:>9,.0f} rows/s ({copied['rows_written']:,} rows written)")
+    if copied is not None:
+        print(f"backfill               {copied['rows_read']:>10,} source rows in {backfill_s:7.1f} s"
+              f" = {copied['rows_read'] / backfill_s:>9,.0f} rows/s ({copied['rows_written']:,} rows written)")
     print(f"verify, full           {t.source_rows:>10,} source rows in {full_s:7.1f} s"
           f" = {t.source_rows / full_s:>9,.0f} rows/s ({(t.source_rows + t.target_rows) / full_s:,.0f}"
           f" rows/s of both tables; {full.status})")
-    print(f"  full / backfill      {t.source_rows / full_s / backfill_rate:10.2f} x")
+    if copied is not None:
+        print(f"  full / backfill      {t.source_rows / full_s / (copied['rows_read'] / backfill_s):10.2f} x")
     s = sampled.total
     print(f"verify, sampled {args.share:.0%}   {s.source_rows:>10,} source rows in {sampled_s:7.1f} s"
           f" ({len(sampled_run.chosen)} of {len(sampled_run.ranges)} ranges; {s.source_rows + s.target_rows:,}"
           f" rows traced by key lookups, {(s.source_rows + s.target_rows) / sampled_s:,.0f} rows/s; {sampled.status})")
+    print(f"sample {args.share:.0%}: {sampled_s:.1f} s, full: {full_s:.1f} s, ratio {sampled_s / full_s:.2f}")
     print(f"counts, {len(ranges)} ranges x2   {settled_total:>10,} + {target_total:,} rows in {ranges_s:7.2f} s")
     for table, (value, secs) in single.items():
         print(f"COUNT(*) {table:<14} {value!s:>10} rows in {secs:7.2f} s")

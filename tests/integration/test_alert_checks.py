@@ -56,7 +56,7 @@ def test_a_throttled_copy_is_reported_stalled_once_per_range(notices, monkeypatc
     for n in notices:
         assert (n.details["alert"], n.details["phase"], n.details["run_id"], n.details["dag_id"]) == (
             "range_stalled", "backfill", "r-slow", "d")
-        assert n.details["stalled_s"] > 0.5 and n.details["error"].startswith("no checkpoint for ")
+        assert n.details["stalled_s"] >= 0.5 and n.details["error"].startswith("no checkpoint for ")  # 0.1 s steps
 
 
 def test_a_copy_that_keeps_checkpointing_is_not_reported(notices, monkeypatch, db, cfg):

@@ -337,6 +337,48 @@ def test_a_sampled_run_checks_its_seeded_ranges_and_the_last_day(db, cfg, tmp_pa
     assert len(auto.ranges) >= 399 and len(auto.chosen) == math.ceil(len(auto.ranges) * 0.05)
 
 
+def test_damage_inside_the_sample_is_found_exactly_and_repaired(db, cfg):
+    """Rows of a sampled trade are read a partition at a time: two damaged rows of one partition,
+    a mismatch, and an orphan in a sampled user_trades range are each found once; the same damage
+    outside the sample is not looked at, and the repair fixes what the sample found."""
+    backfilled(db, cfg)
+    src = sources(db, cfg)
+    symbol_ids = load_symbol_ids(db, cfg.keyspace)
+    probe = new_run(db, cfg, SAMPLED, sample_share=0.25, seed=4321)
+    chosen = set(probe.chosen)
+
+    def sampled(token: int) -> bool:
+        return probe.range_index(token) in chosen
+
+    rows = [r for t in sorted(src) if not isinstance(out := convert(src[t][0], symbol_ids), Reject) for r in out]
+    inside = [r for r in rows if sampled(settled_token(r.trade_id))]
+    partition = next(p for p in itertools.groupby(sorted(inside, key=lambda r: r[:2]), key=lambda r: r[:2])
+                     if len(list(p[1])) >= 3)[0]
+    a, b, c = [r for r in inside if r[:2] == partition][:3]
+    outside = next(r for r in rows if not sampled(settled_token(r.trade_id))
+                   and not sampled(user_trades_token(r.user_id, r.symbol_id)))
+    delete_row(db, cfg, a)
+    delete_row(db, cfg, outside)
+    where = "WHERE user_id = %s AND symbol_id = %s AND settled_at = %s AND trade_id = %s AND side = %s"
+    db.execute(f"UPDATE {cfg.keyspace}.user_trades SET price = %s, quantity = %s {where}",
+               (b.price + 1, b.quantity + 1, *b.key))
+    orphan_user = next(u for u in itertools.count(900_000) if sampled(user_trades_token(u, c.symbol_id)))
+    stray_user = next(u for u in itertools.count(900_000) if not sampled(user_trades_token(u, c.symbol_id)))
+    insert_row(db, cfg, c._replace(user_id=orphan_user, trade_id=999_999_998))
+    insert_row(db, cfg, c._replace(user_id=stray_user, trade_id=999_999_997))
+
+    _, out = verify(db, cfg, SAMPLED, sample_share=0.25, seed=4321, repair=True)
+    assert found(out) == {(MISSING, a.trade_id, a.user_id, a.side, ()),
+                          (MISMATCHED, b.trade_id, b.user_id, b.side, ("price", "quantity")),
+                          (ORPHAN, 999_999_998, orphan_user, c.side, ())}
+    assert (out.total.missing, out.total.mismatched, out.total.orphans, out.total.repaired) == (1, 1, 1, 2)
+    for row in (a, b):
+        assert tuple(user_trade(db, cfg, row.key)[1:14]) == row
+    assert user_trade(db, cfg, outside.key) is None
+    assert found(verify(db, cfg, SAMPLED, sample_share=0.25, seed=4321)[1]) == {
+        (ORPHAN, 999_999_998, orphan_user, c.side, ())}
+
+
 # --- live writes --------------------------------------------------------------------------------
 def test_writes_after_the_start_are_left_to_the_next_run(db, cfg):
     """A row rewritten and a trade settled (without its rows) after the run began are not

@@ -11,7 +11,7 @@ import pytest
 from trade_migration.core import notify
 from trade_migration.core.settings import PARITY_NOTIFIER
 from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, split_ring
-from trade_migration.verify import parity
+from trade_migration.verify import parity, row_parity
 from trade_migration.verify.digests import BUCKETS, Digest, bucket, buckets_of, row_hash
 from trade_migration.verify.parity_run import (
     ALL,
@@ -132,6 +132,20 @@ def test_a_sampled_run_reads_its_chosen_ranges_both_ways_and_the_others_for_the_
 
 def recorded(notice):
     recorded.last = notice
+
+
+def test_user_trades_reads_cover_every_key_once_within_their_bound():
+    """A market maker's many keys of one symbol go IN_KEYS at a time; single keys of other users
+    share reads of their symbol, never more than SLICES_PER_READ user x key pairs."""
+    at = datetime(2026, 5, 1)
+    keys = [(1, 7, at, t, "BUY") for t in range(250)]
+    keys += [(1000 + u, 7 + u % 2, at, 10_000 + u, "SELL") for u in range(60)]
+    reads = row_parity.reads_of(keys)
+    asked = [(u, s, *c) for users, s, clustering in reads for u in users for c in clustering]
+    assert [asked.count(k) for k in keys] == [1] * len(keys)
+    assert all(len(c) <= row_parity.IN_KEYS for _, _, c in reads)
+    assert all(len(u) * len(c) <= row_parity.SLICES_PER_READ or len(u) == 1 for u, _, c in reads)
+    assert sum(1 in u for u, _, _ in reads) == 3 and len(reads) < 3 + 60 // 4
 
 
 def test_the_notifier_is_pluggable_and_never_silent(tmp_path, caplog):

@@ -27,7 +27,14 @@ from trade_migration.core.convert import Reject, convert, raw_values
 from trade_migration.core.errors import RangeTimeout
 from trade_migration.core.prepared import prepared
 from trade_migration.core.reads import paged
-from trade_migration.core.settings import FETCH_SIZE, IN_FLIGHT, PAGE_TIMEOUT_S
+from trade_migration.core.settings import (
+    BATCH_PARTITIONS,
+    BATCH_ROWS,
+    FETCH_SIZE,
+    IN_FLIGHT,
+    PAGE_TIMEOUT_S,
+    PARTITION_BATCH_ROWS,
+)
 from trade_migration.core.symbols import load_symbol_ids
 from trade_migration.core.tokens import MIN_RESPLIT_WIDTH
 from trade_migration.core.writes import TRANSIENT as TRANSIENT_ERRORS
@@ -48,7 +55,6 @@ class Options:
     rows_per_second: float = 0.0      # source rows per second for this process; 0 = unlimited
     page_timeout: float = PAGE_TIMEOUT_S   # client-side seconds per page request
     progress_every: float = 30.0      # seconds between progress log lines
-    batch_rows: int = 50              # most rows of one partition in one unlogged batch
     bypass_cache: bool = False        # ScyllaDB: scans do not evict the live working set
     ttl_policy: str = REFUSE          # a source row with a TTL: refuse (fail the range) or preserve it
     source: str = "backfill"
@@ -79,18 +85,53 @@ class Totals:
                 f" {rate:,.0f} rows/s, {frac:.1%} of tokens, ETA {eta:,.0f}s")
 
 
-def submit_by_partition(writer: BoundedWriter, insert, by_partition: dict, group, *, batch_rows: int,
-                        consistency: int) -> None:
-    """One request per user_trades partition: a single insert, or unlogged batches of up to
-    batch_rows rows of that partition (one replica set, one mutation; market makers gain most)."""
-    for params in by_partition.values():
-        if len(params) == 1:
-            writer.submit(insert, params[0], group)
+def replica_groups(metadata, bound_by_partition) -> list[list[list]]:
+    """Each partition's bound inserts, gathered by the replicas that own that partition: rows of one
+    group can share an unlogged batch whose coordinator (token-aware) is a replica of every row, so
+    the batch costs one request and no extra hop. Without a token map every partition is one group."""
+    groups: dict[frozenset, list] = {}
+    for rows in bound_by_partition:
+        replicas = frozenset(metadata.get_replicas(rows[0].keyspace, rows[0].routing_key))
+        groups.setdefault(replicas, []).append(rows)
+    return list(groups.values())
+
+
+def batches(partitions: list[list], *, batch_rows: int, batch_partitions: int, partition_rows: int) -> list[list]:
+    """Rows of one replica group cut into batches: partitions with up to batch_rows rows share
+    batches of at most batch_rows rows and batch_partitions partitions, a partition's rows together;
+    a larger partition (a market maker's) takes batches of its own of up to partition_rows rows, as
+    the node checks neither warn threshold on a single-partition batch (one mutation)."""
+    out, current, parts = [], [], 0
+    for rows in partitions:
+        if len(rows) > batch_rows:
+            out += [rows[i:i + partition_rows] for i in range(0, len(rows), partition_rows)]
             continue
-        for i in range(0, len(params), batch_rows):
+        if current and (len(current) + len(rows) > batch_rows or parts == batch_partitions):
+            out.append(current)
+            current, parts = [], 0
+        current += rows
+        parts += 1
+    if current:
+        out.append(current)
+    return out
+
+
+def submit_batched(writer: BoundedWriter, insert, by_partition: dict, group, *, metadata, consistency: int,
+                   batch_rows: int = BATCH_ROWS, batch_partitions: int = BATCH_PARTITIONS,
+                   partition_rows: int = PARTITION_BATCH_ROWS) -> None:
+    """A page's rows as unlogged batches, each within one replica set: as COPY FROM and the Spark
+    connector write, a request per batch rather than per row. Each row keeps its own USING TIMESTAMP
+    (and TTL) inside the batch."""
+    bound_by_partition = ([insert.bind(p) for p in params] for params in by_partition.values())
+    for partitions in replica_groups(metadata, bound_by_partition):
+        for rows in batches(partitions, batch_rows=batch_rows, batch_partitions=batch_partitions,
+                            partition_rows=partition_rows):
+            if len(rows) == 1:
+                writer.submit(rows[0], None, group)
+                continue
             batch = BatchStatement(BatchType.UNLOGGED, consistency_level=consistency)
-            for p in params[i:i + batch_rows]:
-                batch.add(insert, p)
+            for bound in rows:
+                batch.add(bound)
             writer.submit(batch, None, group)
 
 
@@ -205,8 +246,8 @@ class RangeCopier:
                 by_partition.setdefault((urow.user_id, urow.symbol_id), []).append(
                     (*params, ttl or 0) if preserve_ttl else params)
             written += 2
-        submit_by_partition(writer, self.insert, by_partition, group,
-                            batch_rows=self.opt.batch_rows, consistency=self.config.write_cl)
+        submit_batched(writer, self.insert, by_partition, group, metadata=self.session.cluster.metadata,
+                       consistency=self.config.write_cl)
         self.totals.rows_read += read - carry.read
         self.totals.rows_written += written - carry.written
         self.totals.rows_rejected += rejected - carry.rejected

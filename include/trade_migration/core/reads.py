@@ -38,6 +38,18 @@ def lookup(session: Session, stmt, params: list[tuple], *, concurrency: int = IN
     return [result.one() for _, result in results]
 
 
+def rows_of(session: Session, stmt, params: list[tuple], *, concurrency: int = IN_FLIGHT) -> Iterator:
+    """Every row of every request (a request may select many rows), `concurrency` requests in flight."""
+    for result in execute_all(session, [(stmt, p) for p in params], concurrency=concurrency):
+        yield from result
+
+
+def chunked(items: list, size: int) -> Iterator[list]:
+    """`items` in consecutive lists of at most `size`."""
+    for at in range(0, len(items), size):
+        yield items[at:at + size]
+
+
 def execute_all(session: Session, work: list[tuple], *, concurrency: int = IN_FLIGHT) -> list:
     """Run (statement, params) pairs, `concurrency` in flight; their results in order."""
     if not work:

@@ -17,6 +17,17 @@ FETCH_SIZE = 1000          # rows per page of a scan
 IN_FLIGHT = 128            # writes (backfill) or key lookups (verify) in flight per task
 PAGE_TIMEOUT_S = 60.0      # client-side seconds per page request
 COUNTS_IN_FLIGHT = 8       # per-range COUNT(*)s in flight per task
+# Rows per unlogged batch of the backfill. A user_trades row holds only fixed-width values (and a 3-4
+# byte side): measured on Cassandra 5.0, at most 299 bytes of batch size with a TTL (285 without), so
+# 16 rows (4,784 bytes) stay under batch_size_warn_threshold (5 KiB: the node logs every
+# multi-partition batch above it; above batch_size_fail_threshold, 50 KiB, it refuses the batch).
+BATCH_ROWS = 16
+# Partitions per unlogged batch of the backfill: above unlogged_batch_across_partitions_warn_threshold
+# (10) the node warns in every response, and the driver logs each of those warnings.
+BATCH_PARTITIONS = 10
+# Rows per batch of a partition with more rows than BATCH_ROWS in one page: a single-partition batch is
+# one mutation, which neither threshold checks.
+PARTITION_BATCH_ROWS = 50
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,12 @@ from datetime import datetime
 from cassandra import OperationTimedOut, WriteTimeout
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
+from cassandra.query import BatchStatement
 
 from trade_migration.core.clock import now, utc
 from trade_migration.core.config import Config, identifier
 from trade_migration.core.prepared import prepared
+from trade_migration.core.reads import chunked
 from trade_migration.core.tokens import TokenRange, divide
 from trade_migration.statements.backfill_ranges import (
     ledger_checkpoint,
@@ -31,6 +33,7 @@ from trade_migration.statements.backfill_ranges import (
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 PLAN_ATTEMPTS = 5
+PLAN_BATCH = 40   # ledger rows per conditional batch (~4 KiB, under the node's batch size warning)
 PLAN_RETRY = (WriteTimeout, OperationTimedOut)   # a compare-and-set whose outcome is unknown
 
 
@@ -93,12 +96,17 @@ class Ledger:
     def plan(self, ranges: list[TokenRange], *, parent_start: int | None = None) -> None:
         """Create ranges that are not in the ledger yet; existing ones keep their progress.
 
-        The inserts are compare-and-set rounds on one partition: a few at a time (more only
-        contend for its Paxos state), and one that times out is sent again (IF NOT EXISTS makes
-        that safe) before the error is raised.
+        The inserts are compare-and-set rounds on one partition, which serialise on its Paxos
+        state: PLAN_BATCH rows per round in a conditional batch (one round per row made 8,192
+        ranges take tens of seconds). A batch applies only if none of its rows exists, so the
+        rows of one that did not apply (or timed out) go one by one, a few at a time; one that
+        times out is sent again (IF NOT EXISTS makes that safe) before the error is raised.
         """
         stmt = prepared(self.session, ledger_insert_if_absent(self.ks))
-        params = [(self.backfill_id, r.start, r.end, parent_start, r.start, now()) for r in ranges]
+        rows = [(self.backfill_id, r.start, r.end, parent_start, r.start, now()) for r in ranges]
+        params = [p for chunk in chunked(rows, PLAN_BATCH) if not self._insert_all(stmt, chunk) for p in chunk]
+        if not params:
+            return
         for attempt in range(PLAN_ATTEMPTS):
             results = execute_concurrent_with_args(self.session, stmt, params, concurrency=4,
                                                    raise_on_first_error=False)
@@ -108,6 +116,16 @@ class Ledger:
             if attempt + 1 == PLAN_ATTEMPTS or not all(isinstance(res, PLAN_RETRY) for _, res in failed):
                 raise failed[0][1]
             params = [p for p, _ in failed]
+
+    def _insert_all(self, stmt, rows: list[tuple]) -> bool:
+        """Whether one conditional batch created all these rows (none of them existed)."""
+        batch = BatchStatement()
+        for row in rows:
+            batch.add(stmt, row)
+        try:
+            return self.session.execute(batch).was_applied
+        except PLAN_RETRY:
+            return False
 
     def start(self, rs: RangeState) -> None:
         rs.attempts += 1

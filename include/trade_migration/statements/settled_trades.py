@@ -1,7 +1,6 @@
 """settled_trades: the backfill's and the verification's scans, lookups, the old read path."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import NamedTuple
 
 from trade_migration.core.model import SETTLED_COLUMNS, SETTLED_REGULAR, SettledTrade
@@ -16,6 +15,7 @@ _TOKEN = 0
 _TRADE = slice(_TOKEN + 1, _TOKEN + 1 + len(SETTLED_COLUMNS))
 _WRITETIMES = slice(_TRADE.stop, _TRADE.stop + len(SETTLED_REGULAR))
 _TTLS = slice(_WRITETIMES.stop, None)
+_TRADE_ID = SETTLED_COLUMNS.index("trade_id")
 
 
 class ScannedTrade(NamedTuple):
@@ -37,6 +37,11 @@ def decode_scanned_trade(row) -> ScannedTrade:
     return ScannedTrade(row[_TOKEN], SettledTrade._make(row[_TRADE]), newest(row[_WRITETIMES]), soonest(row[_TTLS]))
 
 
+def scanned_trade_id(row) -> int:
+    """The trade_id of a scan_settled row, without decoding the rest."""
+    return row[_TRADE.start + _TRADE_ID]
+
+
 def expiries_differ(row) -> bool:
     """Whether the scanned row's non-null columns expire at different times (or some never): cells
     of one write share their expiry, so this means later writes with other TTLs, and no single TTL
@@ -44,17 +49,6 @@ def expiries_differ(row) -> bool:
     trade = SettledTrade._make(row[_TRADE])
     values = (getattr(trade, c) for c in SETTLED_REGULAR)
     return len({ttl for value, ttl in zip(values, row[_TTLS], strict=True) if value is not None}) > 1
-
-
-class TradeTime(NamedTuple):
-    """A scan_settled_times row: the columns it selects, in order."""
-    token: int
-    trade_id: int
-    settled_at: datetime | None
-
-
-def decode_trade_time(row) -> TradeTime:
-    return TradeTime._make(row)
 
 
 def scan_settled(keyspace: str, *, bypass_cache: bool = False) -> str:
@@ -69,11 +63,20 @@ def select_settled(keyspace: str) -> str:
     return in_keyspace("SELECT " + _SCANNED + " FROM {ks}.settled_trades WHERE trade_id = ?", keyspace)
 
 
-def scan_settled_times(keyspace: str) -> str:
-    """Only trade_id and settled_at by token range: a sampled parity run picks the last day's
-    trades from these client-side (no ALLOW FILTERING), then reads just those in full."""
-    return in_keyspace("SELECT token(trade_id), trade_id, settled_at FROM {ks}.settled_trades"
-                       " WHERE token(trade_id) > ? AND token(trade_id) <= ?", keyspace)
+def select_settled_in(keyspace: str) -> str:
+    """Trades by a list of ids (bind a list), shaped like scan_settled rows: a verification reads
+    many trades in one request rather than one request per trade."""
+    return in_keyspace("SELECT " + _SCANNED + " FROM {ks}.settled_trades WHERE trade_id IN ?", keyspace)
+
+
+def scan_settled_since(keyspace: str) -> str:
+    """The trades of a token range settled since a time (binds start, end, since), shaped like
+    scan_settled rows: a sampled parity run checks the last day's trades of every range. The node
+    filters (ALLOW FILTERING over one range of the verification's plan, a few thousand rows) and
+    sends only those, where a scan sending every trade's time to the client cost more than the
+    rest of a 5% sample."""
+    return in_keyspace("SELECT " + _SCANNED + " FROM {ks}.settled_trades WHERE token(trade_id) > ?"
+                       " AND token(trade_id) <= ? AND settled_at >= ? ALLOW FILTERING", keyspace)
 
 
 def count_settled_range(keyspace: str) -> str:

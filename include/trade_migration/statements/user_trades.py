@@ -7,7 +7,13 @@ from typing import NamedTuple
 from cassandra.query import UNSET_VALUE
 
 from trade_migration.core.config import identifier
-from trade_migration.core.model import USER_TRADE_COLUMNS, USER_TRADE_KEY, USER_TRADE_REGULAR, UserTrade
+from trade_migration.core.model import (
+    USER_TRADE_COLUMNS,
+    USER_TRADE_KEY,
+    USER_TRADE_PARTITION,
+    USER_TRADE_REGULAR,
+    UserTrade,
+)
 from trade_migration.statements.text import column_list, in_keyspace, markers, newest, writetimes
 
 # A timed row is the token, the row's columns, then the write times of its regular columns (an
@@ -80,6 +86,16 @@ def scan_user_trades_timed(keyspace: str, *, bypass_cache: bool = False) -> str:
 def select_user_trade_timed(keyspace: str) -> str:
     """One user_trades row by primary key, shaped like a scan_user_trades_timed row."""
     return in_keyspace("SELECT " + _TIMED + " FROM {ks}.user_trades WHERE " + _KEY, keyspace)
+
+
+def select_user_trades_by_keys(keyspace: str) -> str:
+    """Rows of one symbol by users and clustering keys (binds a list of user_id, the symbol_id, a
+    list of (settled_at, trade_id, side)), shaped like scan_user_trades_timed rows: one request
+    reads what a verification wants from several partitions. It returns every existing row of
+    every user x key pair, so the caller keeps the pairs it asked for."""
+    clustering = ", ".join(USER_TRADE_KEY[len(USER_TRADE_PARTITION):])
+    return in_keyspace("SELECT " + _TIMED + " FROM {ks}.user_trades WHERE user_id IN ? AND symbol_id = ?"
+                       " AND (" + clustering + ") IN ?", keyspace)
 
 
 def count_user_trades_range(keyspace: str) -> str:

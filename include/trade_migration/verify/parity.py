@@ -8,8 +8,9 @@ values, so the DAG maps them over token-range batches and run_all() chains them 
 
 A full run compares digests first and looks rows up only where they differ: a key lookup costs
 ten to thirty times a scanned row, and looking up every row would make verification several
-times slower than the backfill it checks. A sampled run looks up every row of a seeded share of
-the ranges, both ways, and every trade settled in the last 24 hours.
+times slower than the backfill it checks. A sampled run checks every row of a seeded share of
+the ranges, both ways, reading their counterparts many keys per request (row_parity.reads_of),
+and every trade settled in the last 24 hours, which the node picks out of each range.
 """
 from __future__ import annotations
 

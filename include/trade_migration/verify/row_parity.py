@@ -13,34 +13,40 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
 from cassandra.cluster import Session
 
+from trade_migration.core.clock import naive_utc
 from trade_migration.core.config import Config
 from trade_migration.core.convert import Reject, convert
 from trade_migration.core.model import SettledTrade, UserTrade
 from trade_migration.core.prepared import prepared
-from trade_migration.core.reads import lookup, pages
+from trade_migration.core.reads import chunked, lookup, pages, rows_of
 from trade_migration.core.settings import FETCH_SIZE, IN_FLIGHT, PAGE_TIMEOUT_S
 from trade_migration.core.symbols import load_symbol_ids
 from trade_migration.core.tokens import settled_token
 from trade_migration.statements.settled_trades import (
     decode_scanned_trade,
-    decode_trade_time,
     scan_settled,
-    scan_settled_times,
-    select_settled,
+    scan_settled_since,
+    scanned_trade_id,
+    select_settled_in,
 )
 from trade_migration.statements.user_trades import (
     decode_timed_user_trade,
     scan_user_trades_timed,
     select_user_trade_timed,
+    select_user_trades_by_keys,
 )
 from trade_migration.verify.diffs import MISMATCHED, MISSING, REVERSE, Diff, compare, mismatch, missing, orphan
 from trade_migration.verify.parity_run import CELLS, RECENTLY_SETTLED, Run, Scope, Tally
 from trade_migration.verify.repair import repair
+
+IN_KEYS = 100   # keys one read asks for (trades, or rows of one partition): a request per key costs
+                # the client and the coordinator far more than the row itself
+SLICES_PER_READ = 200   # user x clustering key pairs one user_trades read looks for
 
 
 def counterpart(trade: SettledTrade | None, urow: UserTrade, symbol_ids: dict[str, int]) -> UserTrade | str:
@@ -58,6 +64,34 @@ def counterpart(trade: SettledTrade | None, urow: UserTrade, symbol_ids: dict[st
     return expected
 
 
+def _identity(key: tuple) -> tuple:
+    """A user_trades key as the driver returns it (settled_at naive UTC)."""
+    user_id, symbol_id, settled_at, trade_id, side = key
+    return user_id, symbol_id, naive_utc(settled_at), trade_id, side
+
+
+def reads_of(keys: list[tuple]) -> list[tuple]:
+    """select_user_trades_by_keys parameters covering these user_trades keys. Most partitions hold
+    one key of a sample (a market maker's hold many), so a read covers the keys of several users
+    in one symbol, up to SLICES_PER_READ user x key pairs (what the node looks for; the pairs no
+    key asked for find nothing, or rows the caller leaves)."""
+    by_symbol: dict[int, dict[int, list]] = defaultdict(lambda: defaultdict(list))
+    for user_id, symbol_id, *clustering in keys:
+        by_symbol[symbol_id][user_id].append(tuple(clustering))
+    reads = []
+    for symbol_id, users in by_symbol.items():
+        group: list[int] = []
+        wanted: list[tuple] = []
+        for user_id, clustering in sorted(users.items(), key=lambda u: -len(u[1])):
+            for part in chunked(clustering, IN_KEYS):
+                if group and (len(group) + 1) * (len(wanted) + len(part)) > SLICES_PER_READ:
+                    reads.append((group, symbol_id, wanted))
+                    group, wanted = [], []
+                group, wanted = [*group, user_id], wanted + part
+        reads.append((group, symbol_id, wanted))
+    return reads
+
+
 class Checker:
     """Checks ranges of one batch; symbols and prepared statements are loaded once."""
 
@@ -67,11 +101,11 @@ class Checker:
         self.session, self.config, self.run, self.scope = session, config, run, scope
         self.concurrency, self.timeout = concurrency, page_timeout
         self.scan_source = prepared(session, scan_settled(ks), consistency=cl, fetch_size=fetch_size)
-        self.scan_times = prepared(session, scan_settled_times(ks), consistency=cl,
-                                   fetch_size=fetch_size)
+        self.scan_recent = prepared(session, scan_settled_since(ks), consistency=cl, fetch_size=fetch_size)
         self.scan_target = prepared(session, scan_user_trades_timed(ks), consistency=cl,
                                     fetch_size=fetch_size)
-        self.get_source = prepared(session, select_settled(ks), consistency=cl)
+        self.get_sources = prepared(session, select_settled_in(ks), consistency=cl)
+        self.get_by_keys = prepared(session, select_user_trades_by_keys(ks), consistency=cl)
         self.get_target = prepared(session, select_user_trade_timed(ks), consistency=cl)
         self.symbol_ids = load_symbol_ids(session, ks)
         self.tallies: dict[int, Tally] = {}
@@ -95,22 +129,33 @@ class Checker:
         unless the run only looks again where digests differ: the survey counted those."""
         rng = self.run.ranges[i]
         how = self.scope.forward.get(i)
-        if how == RECENTLY_SETTLED:
-            since = self.run.recent_since
-            for page in pages(self.session, self.scan_times, (rng.start, rng.end), timeout=self.timeout):
-                times = map(decode_trade_time, page)
-                ids = [(t.trade_id,) for t in times if t.settled_at is not None and t.settled_at >= since]
-                self._note(self.forward(i, how, self._sources(ids), counting=True))
-        elif how is not None:
-            for page in pages(self.session, self.scan_source, (rng.start, rng.end), timeout=self.timeout):
+        if how is not None:
+            scan, params = ((self.scan_recent, (rng.start, rng.end, self.run.recent_since)) if how == RECENTLY_SETTLED
+                            else (self.scan_source, (rng.start, rng.end)))
+            for page in pages(self.session, scan, params, timeout=self.timeout):
                 self._note(self.forward(i, how, page, counting=how != CELLS))
         how = self.scope.reverse.get(i)
         if how is not None:
             for page in pages(self.session, self.scan_target, (rng.start, rng.end), timeout=self.timeout):
                 self._note(self.reverse(i, how, page, counting=how != CELLS))
 
-    def _sources(self, ids: list[tuple]) -> list:
-        return [r for r in lookup(self.session, self.get_source, ids, concurrency=self.concurrency) if r is not None]
+    def _sources(self, ids: list[int]) -> list:
+        """The trades of these ids that exist (scan_settled shape), IN_KEYS per read."""
+        return list(rows_of(self.session, self.get_sources, [(c,) for c in chunked(ids, IN_KEYS)],
+                            concurrency=self._reads_in_flight))
+
+    @property
+    def _reads_in_flight(self) -> int:
+        """Multi-key reads in flight: each asks for up to IN_KEYS rows, so keep as many rows pending
+        as `concurrency` single lookups would."""
+        return max(1, self.concurrency * 8 // IN_KEYS)
+
+    def _targets(self, keys: list[tuple]) -> list:
+        """The timed row (or None) under each user_trades key, in order: one read for many keys
+        (reads_of), rather than one per key."""
+        found = {_identity(decode_timed_user_trade(r).row.key): r
+                 for r in rows_of(self.session, self.get_by_keys, reads_of(keys), concurrency=self._reads_in_flight)}
+        return [found.get(_identity(key)) for key in keys]
 
     def _note(self, diffs: list[Diff]) -> None:
         with self._lock:
@@ -131,7 +176,7 @@ class Checker:
                     self._reject(i, trade.trade_id, out)
                 continue
             wanted += [(written, urow) for urow in self.scope.forward_rows(how, token, out)]
-        found = lookup(self.session, self.get_target, [u.key for _, u in wanted], concurrency=self.concurrency)
+        found = self._targets([u.key for _, u in wanted])
         diffs = []
         for (written, urow), got in zip(wanted, found, strict=True):
             if got is None:
@@ -166,12 +211,10 @@ class Checker:
                 continue
             tally.target_rows += int(counting)
             keep.append((tgt_tok, src_tok, urow, row_written))
-        ids = sorted({u.trade_id for _, _, u, _ in keep})
-        sources = dict(zip(ids, lookup(self.session, self.get_source, [(t,) for t in ids],
-                                       concurrency=self.concurrency), strict=True))
+        found = {scanned_trade_id(r): r for r in self._sources(sorted({u.trade_id for _, _, u, _ in keep}))}
         diffs = []
         for tgt_tok, src_tok, urow, row_written in keep:
-            source = sources[urow.trade_id]
+            source = found.get(urow.trade_id)
             scanned = None if source is None else decode_scanned_trade(source)
             if scanned is not None and scanned.written > t0:
                 continue   # the trade changed since the run started: the next run's
@@ -201,7 +244,7 @@ class Checker:
                 forward.setdefault(d.range, set()).add(d.trade_id)
         again: list[Diff] = []
         for i, ids in forward.items():
-            again += self.forward(i, self.scope.forward[i], self._sources(sorted((t,) for t in ids)), counting=False)
+            again += self.forward(i, self.scope.forward[i], self._sources(sorted(ids)), counting=False)
         for i, keys in reverse.items():
             rows = [r for r in lookup(self.session, self.get_target, keys, concurrency=self.concurrency)
                     if r is not None]
