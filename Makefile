@@ -66,6 +66,7 @@ bench: venv db-up
 	$(RUN) python bench/read_latency.py --trades $(BENCH_TRADES) --users $(BENCH_USERS) --keyspace bench
 	$(RUN) python bench/verify_speed.py --trades $(BENCH_TRADES) --keyspace bench
 	$(RUN) python bench/status_page.py
+	$(RUN) python bench/ledger_plan.py --ranges 8192
 
 # The live-exchange acceptance run (bench/live_day.py): keyspace live_day, left in place.
 live-day: venv db-up airflow-init
