@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 from cassandra.concurrent import execute_concurrent_with_args
 
 from trade_migration.core.prepared import prepared
-from trade_migration.core.reads import lookup
 from trade_migration.statements.user_trades import decode_timed_user_trade, insert_user_trade, insert_values
 from trade_migration.verify.diffs import MISMATCHED, MISSING, Diff
 
@@ -38,7 +37,7 @@ def repair(checker: Checker) -> int:
             break
         execute_concurrent_with_args(session, insert, [insert_values(d.row, stamp(d), clear=cleared(d)) for d in todo],
                                      concurrency=concurrency, raise_on_first_error=True)
-        found = lookup(session, checker.get_target, [d.row.key for d in todo], concurrency=concurrency)
+        found = checker.targets([d.row.key for d in todo])
         left = []
         for d, got in zip(todo, found, strict=True):
             if got is not None and decode_timed_user_trade(got).row == d.row:

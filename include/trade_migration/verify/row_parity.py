@@ -23,7 +23,7 @@ from trade_migration.core.config import Config
 from trade_migration.core.convert import Reject, convert
 from trade_migration.core.model import SettledTrade, UserTrade
 from trade_migration.core.prepared import prepared
-from trade_migration.core.reads import chunked, lookup, pages, rows_of
+from trade_migration.core.reads import chunked, pages, rows_of
 from trade_migration.core.settings import FETCH_SIZE, IN_FLIGHT, PAGE_TIMEOUT_S
 from trade_migration.core.symbols import load_symbol_ids
 from trade_migration.core.tokens import settled_token
@@ -37,7 +37,6 @@ from trade_migration.statements.settled_trades import (
 from trade_migration.statements.user_trades import (
     decode_timed_user_trade,
     scan_user_trades_timed,
-    select_user_trade_timed,
     select_user_trades_by_keys,
 )
 from trade_migration.verify.diffs import MISMATCHED, MISSING, REVERSE, Diff, compare, mismatch, missing, orphan
@@ -106,7 +105,6 @@ class Checker:
                                     fetch_size=fetch_size)
         self.get_sources = prepared(session, select_settled_in(ks), consistency=cl)
         self.get_by_keys = prepared(session, select_user_trades_by_keys(ks), consistency=cl)
-        self.get_target = prepared(session, select_user_trade_timed(ks), consistency=cl)
         self.symbol_ids = load_symbol_ids(session, ks)
         self.tallies: dict[int, Tally] = {}
         self.rejects: list[dict] = []
@@ -150,7 +148,7 @@ class Checker:
         as `concurrency` single lookups would."""
         return max(1, self.concurrency * 8 // IN_KEYS)
 
-    def _targets(self, keys: list[tuple]) -> list:
+    def targets(self, keys: list[tuple]) -> list:
         """The timed row (or None) under each user_trades key, in order: one read for many keys
         (reads_of), rather than one per key."""
         found = {_identity(decode_timed_user_trade(r).row.key): r
@@ -176,7 +174,7 @@ class Checker:
                     self._reject(i, trade.trade_id, out)
                 continue
             wanted += [(written, urow) for urow in self.scope.forward_rows(how, token, out)]
-        found = self._targets([u.key for _, u in wanted])
+        found = self.targets([u.key for _, u in wanted])
         diffs = []
         for (written, urow), got in zip(wanted, found, strict=True):
             if got is None:
@@ -246,8 +244,7 @@ class Checker:
         for i, ids in forward.items():
             again += self.forward(i, self.scope.forward[i], self._sources(sorted(ids)), counting=False)
         for i, keys in reverse.items():
-            rows = [r for r in lookup(self.session, self.get_target, keys, concurrency=self.concurrency)
-                    if r is not None]
+            rows = [r for r in self.targets(keys) if r is not None]
             again += self.reverse(i, self.scope.reverse[i], rows, counting=False, first=False)
         confirmed = [d for d in again if d.identity in self._first]
         for d in confirmed:
