@@ -6,7 +6,7 @@ SCYLLA_DRIVER := $(shell sed -n 's/^scylla-driver==//p' requirements.txt)
 RUN := bin/airflow-env
 PYTEST_ARGS ?=
 
-.PHONY: venv db-up db-down db-status airflow-init browser demo lint test test-unit bench live-day clean
+.PHONY: venv db-up db-down db-status cluster-up cluster-down cluster-status airflow-init browser demo lint test test-unit bench live-day clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt pyproject.toml tests/support/pyproject.toml
@@ -29,6 +29,15 @@ db-down:
 	scripts/cassandra/cassandra.sh down
 db-status:
 	scripts/cassandra/cassandra.sh status
+
+# The production shape natively (docker-compose.yml's topology, no Docker): PostgreSQL and Redis from
+# Debian's packages, a three-node ring on 127.0.0.6-8, Airflow on Celery with two workers.
+cluster-up: venv
+	$(VENV)/bin/python scripts/cluster/cluster.py up
+cluster-down:
+	@test -x $(VENV)/bin/python && $(VENV)/bin/python scripts/cluster/cluster.py down || python3 scripts/cluster/cluster.py down
+cluster-status:
+	$(VENV)/bin/python scripts/cluster/cluster.py status
 
 airflow-init: venv
 	bin/airflow db migrate >/dev/null
