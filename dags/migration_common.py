@@ -65,6 +65,21 @@ def who_and_why(*, required: bool = False) -> dict:
     }
 
 
+MAX_PARALLEL = 16   # mapped tasks of one backfill or verification run
+
+
+def backfill_tuning() -> dict:
+    """The backfill's size and speed Params; the one-trigger migration takes and passes on the same."""
+    return {
+        "splits": Param(None, type=["null", "integer"], minimum=1, maximum=8192,
+                        description="Token ranges for a new ledger (empty: from the size estimate)."),
+        "parallelism": Param(4, type="integer", minimum=1, maximum=MAX_PARALLEL,
+                             description="Mapped tasks (each a batch of ranges); also capped by the pool."),
+        "rows_per_second": Param(0, type="integer", minimum=0,
+                                 description="Source rows/s for the whole run (0: unlimited)."),
+    }
+
+
 OPTIONAL_TEXT = frozenset({"actor", "reason", "override_reason", "acknowledge_rejects", "archive_url",
                            "archive_conn_id", "skip_archive_reason"})
 

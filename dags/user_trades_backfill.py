@@ -12,7 +12,9 @@ from airflow.sdk import Asset, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 from migration_common import (
     ID_PATTERN,
+    MAX_PARALLEL,
     POOL,
+    backfill_tuning,
     cassandra,
     phase_dag,
     run_by,
@@ -28,7 +30,6 @@ from trade_migration.state.phases import BACKFILL
 
 log = logging.getLogger(__name__)
 BACKFILL_DONE = Asset("cassandra://trading/user_trades/backfill")
-MAX_PARALLEL = 16
 
 
 @phase_dag(
@@ -37,18 +38,13 @@ MAX_PARALLEL = 16
     params={
         "backfill_id": Param("main", type="string", pattern=ID_PATTERN,
                              description="Ledger name; reruns with the same id resume it."),
-        "splits": Param(None, type=["null", "integer"], minimum=1, maximum=8192,
-                        description="Token ranges for a new ledger (empty: from the size estimate)."),
-        "parallelism": Param(4, type="integer", minimum=1, maximum=MAX_PARALLEL,
-                             description="Mapped tasks (each a batch of ranges); also capped by the pool."),
+        **backfill_tuning(),
         "ranges": Param(None, type=["null", "array"], items={"type": "string"},
                         description="Empty: every unfinished range. Or labels '(start, end]' / start tokens"
                                     " to rerun exactly those, finished or not (a label from before a re-split"
                                     " names all its pieces)."),
         "fetch_size": Param(FETCH_SIZE, type="integer", minimum=10, maximum=10000),
         "max_in_flight": Param(IN_FLIGHT, type="integer", minimum=1, maximum=1024),
-        "rows_per_second": Param(0, type="integer", minimum=0,
-                                 description="Source rows/s for the whole run (0: unlimited)."),
         "page_timeout_s": Param(PAGE_TIMEOUT_S, type="number", minimum=0.001, maximum=600),
         "ttl_policy": Param(REFUSE, type="string", enum=list(TTL_POLICIES),
                             description="A settled_trades row with a TTL: 'refuse' fails the run (at once when the"

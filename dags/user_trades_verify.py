@@ -29,6 +29,7 @@ from airflow.sdk import (
 from migration_alerts import range_label
 from migration_common import (
     DEFAULT_ARGS,
+    MAX_PARALLEL,
     POOL,
     actor,
     cassandra,
@@ -52,7 +53,6 @@ log = logging.getLogger(__name__)
 # check that both name the same asset.
 BACKFILL_DONE = Asset("cassandra://trading/user_trades/backfill")
 NIGHTLY = CronTriggerTimetable("0 2 * * *", timezone="UTC")
-MAX_PARALLEL = 16
 
 
 def notify_failure(context) -> None:

@@ -30,7 +30,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
 BASE = Path(os.environ.get("CLUSTER_BASE", REPO / ".local" / "cluster")).resolve()
 PG_PORT = int(os.environ.get("CLUSTER_PG_PORT", "55432"))
 REDIS_PORT = int(os.environ.get("CLUSTER_REDIS_PORT", "56379"))
@@ -296,8 +297,12 @@ def start_component(name: str) -> None:
         return
     if name == "api-server":
         free_port_or_die(API_PORT, "the Airflow api-server", "CLUSTER_API_PORT")
+    env = airflow_env()
+    if name in WORKERS:
+        env.update({"CLUSTER_WORKER": name, "AIRFLOW__CORE__HOSTNAME_CALLABLE": "worker_hostname:hostname",
+                    "PYTHONPATH": os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH")) if p)})
     with open(log_path(name), "ab") as log:
-        proc = subprocess.Popen([str(VENV_BIN / "airflow"), *AIRFLOW[name]], env=airflow_env(), cwd=BASE / "airflow",
+        proc = subprocess.Popen([str(VENV_BIN / "airflow"), *AIRFLOW[name]], env=env, cwd=BASE / "airflow",
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
     pid_path(name).write_text(str(proc.pid))

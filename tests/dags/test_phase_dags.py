@@ -84,8 +84,15 @@ def test_the_main_dag_triggers_the_phases_in_order_and_waits(bag):
                      ("dual_write", "user_trades_dual_write", True),
                      ("backfill", "user_trades_backfill", True),
                      ("verify", "user_trades_verify", True)]
-    assert dag.get_task("dual_write").conf["value"] == "on"
-    assert {"actor", "reason"} <= set(dag.get_task("verify").conf)
+    assert dag.get_task("phase_confs").downstream_task_ids == {"create_table", "dual_write", "backfill", "verify"}
+    params = {"actor": None, "reason": "r", "splits": 64, "parallelism": 6, "rows_per_second": 500}
+    confs = dag.get_task("phase_confs").python_callable(params=params, dag_run=None)
+    who = {"actor": "airflow", "reason": "r"}
+    assert confs == {"user_trades_create_table": who, "user_trades_dual_write": {**who, "value": "on"},
+                     "user_trades_backfill": {**who, "splits": 64, "parallelism": 6, "rows_per_second": 500},
+                     "user_trades_verify": who}
+    for task_id in ("create_table", "dual_write", "backfill", "verify"):
+        assert dag.get_task(task_id).conf.key == "user_trades_" + task_id   # its own entry of phase_confs
 
 
 @pytest.mark.parametrize("dag_id, conf, field", [

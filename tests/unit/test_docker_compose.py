@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
+from testkit import cluster_script
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -63,6 +64,15 @@ def dockerfile() -> list[tuple[str, str]]:
 
 
 def env(service: dict) -> dict[str, str]:
+    """The service's environment as the container gets it: env_file first, `environment` over it."""
+    files = service.get("env_file") or []
+    shared = {}
+    for name in [files] if isinstance(files, str) else files:
+        shared.update(cluster_script.load().shared_settings(REPO / name))
+    return {**shared, **own_env(service)}
+
+
+def own_env(service: dict) -> dict[str, str]:
     raw = service.get("environment") or {}
     if isinstance(raw, list):
         raw = dict(item.split("=", 1) if "=" in item else (item, "") for item in raw)

@@ -1,0 +1,69 @@
+"""docker-compose.yml and `make cluster-up` run Airflow with the same settings: airflow.env.
+
+Both deployments read the file; neither may set one of its keys to something else."""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import yaml
+from testkit import cluster_script
+
+REPO = Path(__file__).resolve().parents[2]
+AIRFLOW_SERVICES = ("airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+                    "airflow-triggerer", "airflow-worker")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    return cluster_script.load()
+
+
+@pytest.fixture(scope="module")
+def shared(cluster) -> dict[str, str]:
+    return cluster.shared_settings()
+
+
+def test_the_file_holds_the_production_settings(shared):
+    assert shared["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert shared["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] == "300"
+    assert all(key.startswith(("AIRFLOW__", "TM_", "PYTHON")) for key in shared), shared
+
+
+def test_every_compose_airflow_service_reads_it_and_overrides_none(shared):
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    for name in AIRFLOW_SERVICES:
+        service = services[name]
+        assert service.get("env_file") == "airflow.env", name
+        own = service.get("environment") or {}
+        clash = {k: own[k] for k in own if k in shared}
+        assert not clash, f"{name} sets {clash}: change airflow.env instead"
+
+
+def test_the_native_cluster_passes_it_unchanged(cluster, shared, monkeypatch):
+    for key in list(os.environ):
+        if key.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "TM_")):
+            monkeypatch.delenv(key)
+    env = cluster.airflow_env()
+    assert {k: env[k] for k in shared} == shared
+    # and what differs per deployment is its own: local addresses, the three-node ring
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://airflow:")
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://127.0.0.1:")
+    assert env["TM_CONTACT_POINTS"] == "127.0.0.6,127.0.0.7,127.0.0.8"
+
+
+def test_a_shell_setting_wins_over_the_file(cluster, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT", "20")
+    assert cluster.airflow_env()["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] == "20"
+
+
+def test_a_taken_port_is_named(cluster):
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        with pytest.raises(cluster.ClusterError, match=rf"port {port} \(Redis\) is taken .* CLUSTER_REDIS_PORT"):
+            cluster.free_port_or_die(port, "Redis", "CLUSTER_REDIS_PORT")
