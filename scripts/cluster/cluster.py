@@ -11,9 +11,13 @@ usage: cluster.py up | down | status | restart NAME | kill NAME | env
   kill      SIGKILL one part and its process group, as a lost machine would (fault drills)
   env       print the Airflow environment, for `env $(cluster.py env) airflow ...`
 
-Settings shared with docker-compose.yml come from airflow.env at the repository root. Environment:
-CLUSTER_BASE (.local/cluster), CLUSTER_PG_PORT (55432), CLUSTER_REDIS_PORT (56379),
-CLUSTER_API_PORT (58080), CLUSTER_POOL_SLOTS (4). Every process writes BASE/logs/NAME.log.
+Settings shared with docker-compose.yml come from airflow.env at the repository root; the shell's
+AIRFLOW_* and TM_* variables are not passed on. Environment: CLUSTER_BASE (.local/cluster),
+CLUSTER_PG_PORT (55432), CLUSTER_REDIS_PORT (56379), CLUSTER_API_PORT (58080), CLUSTER_HEALTH_PORT
+(58974, the scheduler's /health), CLUSTER_TRIGGER_LOG_PORT (58794), CLUSTER_FIRST_NODE (6: nodes on
+127.0.0.6-8), CLUSTER_CASS_HEAP (512M), CLUSTER_POOL_SLOTS (4), CLUSTER_OVERRIDES (a file of
+KEY=VALUE lines over airflow.env, e.g. a shorter heartbeat timeout for a fault drill). Every process
+writes BASE/logs/NAME.log.
 """
 from __future__ import annotations
 
@@ -37,11 +41,15 @@ PG_PORT = int(os.environ.get("CLUSTER_PG_PORT", "55432"))
 REDIS_PORT = int(os.environ.get("CLUSTER_REDIS_PORT", "56379"))
 API_PORT = int(os.environ.get("CLUSTER_API_PORT", "58080"))
 POOL_SLOTS = int(os.environ.get("CLUSTER_POOL_SLOTS", "4"))
+HEALTH_PORT = int(os.environ.get("CLUSTER_HEALTH_PORT", "58974"))
+TRIGGER_LOG_PORT = int(os.environ.get("CLUSTER_TRIGGER_LOG_PORT", "58794"))
+OVERRIDES = os.environ.get("CLUSTER_OVERRIDES")
+CASS_HEAP = os.environ.get("CLUSTER_CASS_HEAP", "512M")
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 VENV_BIN = REPO / ".venv" / "bin"
 SETTINGS_FILE = REPO / "airflow.env"
 CASSANDRA = REPO / "scripts" / "cassandra" / "cassandra.sh"
-FIRST_NODE, NODE_COUNT = 6, 3
+FIRST_NODE, NODE_COUNT = int(os.environ.get("CLUSTER_FIRST_NODE", "6")), 3
 NODES = tuple(f"127.0.0.{n}" for n in range(FIRST_NODE, FIRST_NODE + NODE_COUNT))
 WORKERS = ("worker-1", "worker-2")
 AIRFLOW = {
@@ -212,7 +220,7 @@ def redis_down() -> None:
 
 # --- the Cassandra ring ----------------------------------------------------------------------------
 RING_ENV = {"CASS_BASE": str(BASE / "ring"), "CASS_FIRST_NODE": str(FIRST_NODE), "CASS_NODES": str(NODE_COUNT),
-            "CASS_HEAP": os.environ.get("CLUSTER_CASS_HEAP", "512M"), "CASS_UNSAFE_SYSTEM": "false"}
+            "CASS_HEAP": CASS_HEAP, "CASS_UNSAFE_SYSTEM": "false"}
 
 
 def cassandra(*args: str) -> None:
@@ -270,15 +278,19 @@ def airflow_env() -> dict[str, str]:
         "AIRFLOW__API__SECRET_KEY": secret("api_secret_key", 16),
         "AIRFLOW__API_AUTH__JWT_SECRET": secret("jwt_secret", 32),
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": os.environ.get("CLUSTER_HEALTH_PORT", "58974"),
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(HEALTH_PORT),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(TRIGGER_LOG_PORT),
         "AIRFLOW_CONN_SCYLLA_DEFAULT": json.dumps({"conn_type": "cassandra", "host": ",".join(NODES), "port": 9042,
                                                    "schema": "trading"}),
         "TM_CONTACT_POINTS": ",".join(NODES),
         "TM_REPLICATION": json.dumps({"class": "SimpleStrategy", "replication_factor": NODE_COUNT}),
         "TM_REPORT_DIR": str(BASE / "reports"),
     }
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "TM_"))}
-    overrides = {k: v for k, v in os.environ.items() if k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "TM_"))}
+    # The shell's own Airflow and TM_ settings never leak in (they may point at the one-node set-up);
+    # changes go in a file named by CLUSTER_OVERRIDES, in airflow.env's format.
+    inherited = {k: v for k, v in os.environ.items()
+                 if not k.startswith(("AIRFLOW_", "TM_", "PYTHONPATH", "CLUSTER_"))}
+    overrides = shared_settings(Path(OVERRIDES)) if OVERRIDES else {}
     env = {**inherited, **env, **overrides}
     env["PATH"] = f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"
     return env

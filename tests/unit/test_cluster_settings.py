@@ -3,7 +3,6 @@
 Both deployments read the file; neither may set one of its keys to something else."""
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
@@ -42,10 +41,7 @@ def test_every_compose_airflow_service_reads_it_and_overrides_none(shared):
         assert not clash, f"{name} sets {clash}: change airflow.env instead"
 
 
-def test_the_native_cluster_passes_it_unchanged(cluster, shared, monkeypatch):
-    for key in list(os.environ):
-        if key.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "TM_")):
-            monkeypatch.delenv(key)
+def test_the_native_cluster_passes_it_unchanged(cluster, shared):
     env = cluster.airflow_env()
     assert {k: env[k] for k in shared} == shared
     # and what differs per deployment is its own: local addresses, the three-node ring
@@ -54,9 +50,15 @@ def test_the_native_cluster_passes_it_unchanged(cluster, shared, monkeypatch):
     assert env["TM_CONTACT_POINTS"] == "127.0.0.6,127.0.0.7,127.0.0.8"
 
 
-def test_a_shell_setting_wins_over_the_file(cluster, monkeypatch):
-    monkeypatch.setenv("AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT", "20")
-    assert cluster.airflow_env()["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] == "20"
+def test_an_overrides_file_wins_and_the_shell_does_not_leak_in(tmp_path, monkeypatch):
+    overrides = tmp_path / "drill.env"
+    overrides.write_text("# a fault drill\nAIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT=20\n")
+    monkeypatch.setenv("AIRFLOW_CONN_SCYLLA_DEFAULT", '{"host": "127.0.0.1"}')
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
+    env = cluster_script.load(CLUSTER_OVERRIDES=str(overrides)).airflow_env()
+    assert env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] == "20"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert '"host": "127.0.0.6,127.0.0.7,127.0.0.8"' in env["AIRFLOW_CONN_SCYLLA_DEFAULT"]
 
 
 def test_a_taken_port_is_named(cluster):

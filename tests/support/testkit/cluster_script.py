@@ -1,18 +1,21 @@
-"""scripts/cluster/cluster.py as a module, for tests that start, read or break the cluster."""
+"""scripts/cluster/cluster.py as a module, for tests that start, read or break a cluster."""
 from __future__ import annotations
 
 import importlib.util
-import sys
+import itertools
+import os
 from pathlib import Path
+from unittest import mock
 
 PATH = Path(__file__).resolve().parents[3] / "scripts" / "cluster" / "cluster.py"
+_loaded = itertools.count()
 
 
-def load():
-    """The script's module (loaded once; its settings are read from the environment at load)."""
-    if "tm_cluster_script" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("tm_cluster_script", PATH)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
+def load(**env: str):
+    """A fresh copy of the script's module whose settings (read at import) come from `env`
+    (CLUSTER_BASE, CLUSTER_PG_PORT, ...) over the process environment."""
+    spec = importlib.util.spec_from_file_location(f"tm_cluster_script_{next(_loaded)}", PATH)
+    module = importlib.util.module_from_spec(spec)
+    with mock.patch.dict(os.environ, env):
         spec.loader.exec_module(module)
-    return sys.modules["tm_cluster_script"]
+    return module
