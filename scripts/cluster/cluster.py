@@ -8,7 +8,7 @@ usage: cluster.py up | down | status | restart NAME | kill NAME | env
   up        start whatever is not running (idempotent; after a crash it restarts what died)
   down      stop everything started here (the data stays under the base folder)
   restart   stop then start one part (postgres, redis, an Airflow component, nodeN)
-  kill      SIGKILL one part and its process group, as a lost machine would (fault drills)
+  kill      SIGKILL one part and every process it started, as a lost machine would (fault drills)
   env       print the Airflow environment, for `env $(cluster.py env) airflow ...`
 
 Settings shared with docker-compose.yml come from airflow.env at the repository root; the shell's
@@ -311,7 +311,7 @@ def start_component(name: str) -> None:
         free_port_or_die(API_PORT, "the Airflow api-server", "CLUSTER_API_PORT")
     env = airflow_env()
     if name in WORKERS:
-        env.update({"CLUSTER_WORKER": name, "AIRFLOW__CORE__HOSTNAME_CALLABLE": "worker_hostname:hostname",
+        env.update({"CLUSTER_WORKER": name, "AIRFLOW__CORE__HOSTNAME_CALLABLE": "worker_hostname.hostname",
                     "PYTHONPATH": os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH")) if p)})
     with open(log_path(name), "ab") as log:
         proc = subprocess.Popen([str(VENV_BIN / "airflow"), *AIRFLOW[name]], env=env, cwd=BASE / "airflow",
@@ -320,18 +320,38 @@ def start_component(name: str) -> None:
     pid_path(name).write_text(str(proc.pid))
 
 
+def session_members(sid: int) -> list[int]:
+    """Every process in the component's session: Airflow runs each task in a process group of its
+    own, so signalling the component's group alone would leave its tasks running."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(") ", 1)[1].split()[3]) == sid:
+                members.append(int(stat.parent.name))
+    return members
+
+
+def signal_session(sid: int, sig: int) -> None:
+    for pid in session_members(sid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
 def stop_component(name: str, sig: int = signal.SIGTERM, grace: float = 60) -> None:
-    """Signal the component's process group (itself, its task processes), SIGKILL what outlives grace."""
-    pid = running(name)
+    """Signal the component's process group (itself, its pool), then SIGKILL whatever of its session
+    (its task processes too) outlives grace."""
+    pid = read_pid(name)
     if not pid:
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, sig)
+    if sig == signal.SIGKILL:
+        signal_session(pid, sig)
+    if alive(pid):   # dead, its session may still hold its tasks: they go below
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, sig)
     deadline = time.monotonic() + grace
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
+    signal_session(pid, signal.SIGKILL)
     pid_path(name).unlink(missing_ok=True)
 
 

@@ -1,6 +1,6 @@
 """The migration run by an operator in a real browser: headless Chromium against a real Airflow.
 
-Airflow (api-server, scheduler, dag-processor, triggerer; tests/e2e/airflow_server.py) points at
+Airflow (api-server, scheduler, dag-processor, triggerer; tests/airflow_server.py) points at
 this module's keyspace: generated trades, phases create_table and dual_write recorded done. In
 the browser, as the operators work: log in; trigger user_trades_backfill from its trigger form
 with Params typed in (splits, parallelism, who and why) and wait for it; the mapped copy tasks

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = REPO / ".venv" / "bin"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 HEALTHY = {"metadatabase", "scheduler", "triggerer", "dag_processor"}
@@ -111,6 +111,15 @@ class AirflowServer:
         self.token = self.login(ADMIN, self.password)
         return self
 
+    @classmethod
+    def attach(cls, home: Path, port: int, passwords: Path) -> AirflowServer:
+        """An Airflow started elsewhere (scripts/cluster/cluster.py): its REST API as the admin, its
+        components' logs in home/logs."""
+        server = cls(home, port=port)
+        server.password = json.loads(passwords.read_text())[ADMIN]
+        server.token = server.login(ADMIN, server.password)
+        return server
+
     def _healthy(self) -> bool:
         self._check_alive()
         try:
@@ -139,10 +148,8 @@ class AirflowServer:
 
     def tail(self, lines: int = 40) -> str:
         out = []
-        for name in COMPONENTS:
-            path = self.home / "logs" / f"{name}.log"
-            if path.exists():
-                out += [f"--- {name}"] + path.read_text(errors="replace").splitlines()[-lines:]
+        for path in sorted((self.home / "logs").glob("*.log")):
+            out += [f"--- {path.stem}"] + path.read_text(errors="replace").splitlines()[-lines:]
         return "\n".join(out)
 
     # --- the REST API ----------------------------------------------------------------------------
