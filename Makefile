@@ -76,6 +76,7 @@ bench: venv db-up
 	$(RUN) python bench/verify_speed.py --trades $(BENCH_TRADES) --keyspace bench
 	$(RUN) python bench/status_page.py
 	$(RUN) python bench/ledger_plan.py --ranges 8192
+	$(RUN) python bench/cluster_backfill.py --trades $(BENCH_TRADES)
 
 # The live-exchange acceptance run (bench/live_day.py): keyspace live_day, left in place.
 live-day: venv db-up airflow-init

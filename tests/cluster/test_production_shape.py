@@ -19,7 +19,6 @@ timed from injection to recovery and printed as a table:
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -151,10 +150,11 @@ def test_one_trigger_migration_on_celery_through_five_faults_then_cleanup(cluste
     settled = len(source_rows(session, cfg))
 
     # the read switch (shadow, then user_trades), the writers to new_only, the cleanup approved
-    for dag_id, value in (("user_trades_read_path", "shadow"), ("user_trades_read_path", "user_trades"),
-                          ("user_trades_dual_write", "new_only")):
+    for dag_id, conf in (("user_trades_read_path", {"value": "shadow", "sample_users": 20}),
+                         ("user_trades_read_path", {"value": "user_trades", "sample_users": 20}),
+                         ("user_trades_dual_write", {"value": "new_only"})):
         af.unpause(dag_id)
-        assert af.wait_for_run(dag_id, af.trigger(dag_id, conf={"value": value, **WHY}), timeout=600) == "success"
+        assert af.wait_for_run(dag_id, af.trigger(dag_id, conf={**conf, **WHY}), timeout=900) == "success"
     assert Flags(session, cfg).get(READ_PATH).value == "user_trades"
     af.unpause("user_trades_cleanup")
     cleanup = af.trigger("user_trades_cleanup", run_id="cluster_cleanup", conf={
@@ -183,11 +183,18 @@ def kill_worker_mid_range(cs, af, session, cfg, backfill_run, began, resumed_ran
     """SIGKILL the worker of a running copy task once a range of it is part-way (a checkpoint past its
     start); its next try must run on the other worker. The ranges part-way at the kill go into
     resumed_ranges, for the check that they resumed rather than started again."""
+    # each mapped task's ranges: the plan's batches, by map index
+    batches = af.wait(lambda: af.api("GET", f"/dags/{BACKFILL}/dagRuns/{backfill_run}/taskInstances/plan_ranges/"
+                                            "xcomEntries/return_value", expect=(200, 404)).get("value"),
+                      600, "the backfill's plan")
+    batches = json.loads(batches) if isinstance(batches, str) else batches
+    starts = [{int(start) for start, _ in batch["ranges"]} for batch in batches]
+
     def victim():
         running = [t for t in copy_tis(af, backfill_run) if t["state"] == "running" and t.get("hostname")]
-        partial = [rs.range_start for rs in ranges(session, cfg).values() if rs.status == RUNNING and rs.rows_read > 0]
-        return next(((t, [p for p in partial if within(t, p)]) for t in running
-                     if any(within(t, p) for p in partial)), None)
+        partial = {start for start, rs in ranges(session, cfg).items() if rs.status == RUNNING and rs.rows_read > 0}
+        return next(((t, sorted(partial & starts[t["map_index"]])) for t in running
+                     if partial & starts[t["map_index"]]), None)
     ti, partial = af.wait(victim, 600, "a copy task part-way through a range", interval=0.5)
     worker = ti["hostname"].split("@")[0]
     at = time.monotonic()
@@ -222,21 +229,24 @@ def kill_scheduler(cs, af, backfill_run, began) -> Fault:
     at, killed = time.monotonic(), datetime.now(UTC)
     cs.kill("scheduler")
     cs.start_component("scheduler")
-
-    def beating():   # the new scheduler's own heartbeat, not the dead one's (fresh for 30 s more)
-        beat = cs.health().get("scheduler", {}).get("latest_scheduler_heartbeat")
-        return cs.healthy() and beat and datetime.fromisoformat(beat) > killed
-    af.wait(beating, 300, "the new scheduler's heartbeat", interval=0.5)
+    cs.wait(lambda: beating_since(cs, killed), 300, "the new scheduler's heartbeat", 0.5)
     return Fault("SIGKILL the scheduler mid-backfill, start it again", at - began, time.monotonic() - at,
                  "a heartbeat from the new scheduler at /health")
 
 
 def restart_postgres(cs, began) -> Fault:
-    at = time.monotonic()
+    at, stopped = time.monotonic(), datetime.now(UTC)
     cs.restart("postgres")
-    cs.wait(cs.healthy, 300, "Airflow healthy after PostgreSQL's restart", 0.5)
+    cs.wait(lambda: beating_since(cs, stopped), 300, "the scheduler's heartbeat after PostgreSQL's restart", 0.5)
     return Fault("restart PostgreSQL (metadata database) mid-run", at - began, time.monotonic() - at,
-                 "/health healthy (metadatabase included)")
+                 "the scheduler heartbeats into it again")
+
+
+def beating_since(cs, since: datetime) -> bool:
+    """Every component healthy at /health, with a scheduler heartbeat written after `since` (a dead
+    scheduler's last one stays fresh for 30 s)."""
+    beat = cs.health().get("scheduler", {}).get("latest_scheduler_heartbeat")
+    return cs.healthy() and beat is not None and datetime.fromisoformat(beat) > since
 
 
 def restart_redis(cs, began) -> Fault:
@@ -271,12 +281,6 @@ def copy_tries(af, run_id) -> list[dict]:
         tries = af.api("GET", f"/dags/{BACKFILL}/dagRuns/{run_id}/taskInstances/{COPY}/{ti['map_index']}/tries")
         out += tries["task_instances"]
     return out
-
-
-def within(ti: dict, token: int) -> bool:
-    """Is this range start in the copy task's token span (its map index label, "(start, end] xN")?"""
-    start, end = map(int, re.match(r"\((-?\d+), (-?\d+)\]", ti["rendered_map_index"]).groups())
-    return start <= token < end
 
 
 def latest(tries: list[dict]) -> list[dict]:

@@ -69,3 +69,32 @@ def test_a_taken_port_is_named(cluster):
         port = sock.getsockname()[1]
         with pytest.raises(cluster.ClusterError, match=rf"port {port} \(Redis\) is taken .* CLUSTER_REDIS_PORT"):
             cluster.free_port_or_die(port, "Redis", "CLUSTER_REDIS_PORT")
+
+
+def test_kill_ends_the_tasks_a_component_started_in_process_groups_of_their_own(tmp_path):
+    """Airflow's supervisor runs each task in a process group of its own: a kill of the worker must
+    reach it, as the loss of the worker's machine would."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    cs = cluster_script.load(CLUSTER_BASE=str(tmp_path))
+    cs.pid_path("worker-1").parent.mkdir(parents=True)
+    code = ("import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'],"
+            " process_group=0); time.sleep(600)")
+    worker = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    cs.pid_path("worker-1").write_text(str(worker.pid))
+    deadline = time.monotonic() + 30
+    while len(cs.session_members(worker.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    [task] = [pid for pid in cs.session_members(worker.pid) if pid != worker.pid]
+    assert os.getpgid(task) == task != os.getpgid(worker.pid)   # not in the worker's group
+
+    cs.kill("worker-1")
+    worker.wait(10)
+    deadline = time.monotonic() + 10
+    while cs.alive(task) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(cs.alive(pid) for pid in [task, *cs.session_members(worker.pid)])   # zombies at most
+    assert not cs.pid_path("worker-1").exists()
