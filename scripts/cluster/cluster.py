@@ -2,7 +2,9 @@
 
 PostgreSQL 15 and Redis 7 from Debian's packages (installed when missing), a three-node Cassandra
 ring (scripts/cassandra/cassandra.sh, 127.0.0.6-8), and Airflow 3.3 on the CeleryExecutor:
-api-server, scheduler, dag-processor, triggerer and two Celery workers with their own hostnames.
+api-server, scheduler, dag-processor, triggerer and two Celery workers with their own hostnames,
+each under scripts/cluster/supervise.py, which starts it again when it exits (compose's
+`restart: unless-stopped`: the scheduler exits when PostgreSQL restarts under it).
 
 usage: cluster.py up | down | status | restart NAME | kill NAME | env
   up        start whatever is not running (idempotent; after a crash it restarts what died)
@@ -313,8 +315,10 @@ def start_component(name: str) -> None:
     if name in WORKERS:
         env.update({"CLUSTER_WORKER": name, "AIRFLOW__CORE__HOSTNAME_CALLABLE": "worker_hostname.hostname",
                     "PYTHONPATH": os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH")) if p)})
+    # Under a supervisor that starts it again when it exits, as compose's `restart: unless-stopped`.
+    command = [str(VENV_BIN / "python"), str(HERE / "supervise.py"), str(VENV_BIN / "airflow"), *AIRFLOW[name]]
     with open(log_path(name), "ab") as log:
-        proc = subprocess.Popen([str(VENV_BIN / "airflow"), *AIRFLOW[name]], env=env, cwd=BASE / "airflow",
+        proc = subprocess.Popen(command, env=env, cwd=BASE / "airflow",
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
     pid_path(name).write_text(str(proc.pid))
@@ -338,16 +342,16 @@ def signal_session(sid: int, sig: int) -> None:
 
 
 def stop_component(name: str, sig: int = signal.SIGTERM, grace: float = 60) -> None:
-    """Signal the component's process group (itself, its pool), then SIGKILL whatever of its session
-    (its task processes too) outlives grace."""
+    """Signal the component's supervisor (which passes the signal on and does not start it again),
+    then SIGKILL whatever of its session (its task processes too) outlives grace. SIGKILL goes to
+    the whole session at once."""
     pid = read_pid(name)
     if not pid:
         return
     if sig == signal.SIGKILL:
         signal_session(pid, sig)
-    if alive(pid):   # dead, its session may still hold its tasks: they go below
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, sig)
+    with contextlib.suppress(ProcessLookupError):   # dead, its session may still hold its tasks
+        os.kill(pid, sig)
     deadline = time.monotonic() + grace
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -12,7 +12,8 @@ timed from injection to recovery and printed as a table:
   1. the Celery worker running a copy task SIGKILLed (with its task processes) mid-range: the task
      is failed after the heartbeat timeout and retried on the other worker, from the checkpoint
   2. the scheduler SIGKILLed mid-backfill and started again
-  3. PostgreSQL (Airflow's metadata database) restarted mid-run
+  3. PostgreSQL (Airflow's metadata database) restarted mid-run (a component that exits on it is
+     started again by its supervisor, as compose's restart policy would)
   4. Redis (the Celery broker) restarted mid-run
   5. one Cassandra node stopped while the DAGs run, started again after the migration
 """
@@ -235,11 +236,22 @@ def kill_scheduler(cs, af, backfill_run, began) -> Fault:
 
 
 def restart_postgres(cs, began) -> Fault:
-    at, stopped = time.monotonic(), datetime.now(UTC)
+    before, at, stopped = supervised_restarts(cs), time.monotonic(), datetime.now(UTC)
     cs.restart("postgres")
     cs.wait(lambda: beating_since(cs, stopped), 300, "the scheduler's heartbeat after PostgreSQL's restart", 0.5)
     return Fault("restart PostgreSQL (metadata database) mid-run", at - began, time.monotonic() - at,
-                 "the scheduler heartbeats into it again")
+                 "the scheduler heartbeats into it again" + restarted_since(cs, before))
+
+
+def supervised_restarts(cs) -> dict[str, int]:
+    """How often each component's supervisor started it again (scripts/cluster/supervise.py)."""
+    return {path.stem: path.read_text(errors="replace").count("supervise: ")
+            for path in sorted((cs.BASE / "logs").glob("*.log"))}
+
+
+def restarted_since(cs, before: dict[str, int]) -> str:
+    again = [name for name, count in supervised_restarts(cs).items() if count > before.get(name, 0)]
+    return f"; started again by its supervisor: {', '.join(again)}" if again else ""
 
 
 def beating_since(cs, since: datetime) -> bool:
@@ -250,11 +262,11 @@ def beating_since(cs, since: datetime) -> bool:
 
 
 def restart_redis(cs, began) -> Fault:
-    at = time.monotonic()
+    before, at = supervised_restarts(cs), time.monotonic()
     cs.restart("redis")
     cs.wait(lambda: cs.workers_online() == sorted(cs.WORKERS), 300, "both workers answering through Redis", 0.5)
     return Fault("restart Redis (Celery broker) mid-run", at - began, time.monotonic() - at,
-                 "both workers answer a ping through the broker")
+                 "both workers answer a ping through the broker" + restarted_since(cs, before))
 
 
 def stop_node(cs, session, cfg, began) -> Fault:

@@ -98,3 +98,26 @@ def test_kill_ends_the_tasks_a_component_started_in_process_groups_of_their_own(
         time.sleep(0.1)
     assert not any(cs.alive(pid) for pid in [task, *cs.session_members(worker.pid)])   # zombies at most
     assert not cs.pid_path("worker-1").exists()
+
+
+def test_the_supervisor_starts_an_exited_command_again_and_stops_with_it(tmp_path):
+    """scripts/cluster/supervise.py, compose's `restart: unless-stopped` for the native cluster."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    starts = tmp_path / "starts"
+    # the first run exits at once (as a scheduler whose database went away), the second stays up
+    code = (f"p = {str(starts)!r}; open(p, 'a').write('x'); import time;"
+            " time.sleep(0 if len(open(p).read()) < 2 else 600)")
+    sup = subprocess.Popen([sys.executable, str(REPO / "scripts" / "cluster" / "supervise.py"), sys.executable, "-c",
+                            code], stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while (not starts.exists() or len(starts.read_text()) < 2) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    sup.send_signal(signal.SIGTERM)
+    assert sup.wait(10) == 128 + signal.SIGTERM   # the command's own end, passed on
+    assert starts.read_text() == "xx"        # started again once, not after the stop
+    assert "exited with 0; starting it again in 2 s" in sup.stdout.read()
