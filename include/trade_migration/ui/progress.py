@@ -31,7 +31,8 @@ def share_read(states: list[RangeState]) -> float:
 
 def current_pass(states: list[RangeState]) -> list[RangeState]:
     """The ranges active in the latest pass: started no earlier than the last quiet gap."""
-    started = sorted((utc(s.started_at), s) for s in states if s.started_at is not None)
+    # by start time alone: ranges started in the same millisecond must not be compared themselves
+    started = sorted(((utc(s.started_at), s) for s in states if s.started_at is not None), key=lambda p: p[0])
     if not started:
         return []
     begin = 0
