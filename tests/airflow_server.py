@@ -1,4 +1,5 @@
-"""A real Airflow for end-to-end tests: api-server, scheduler, dag-processor and triggerer.
+"""A real Airflow for end-to-end tests: api-server, scheduler, dag-processor and triggerer (or,
+through `attach`, the REST API of one started elsewhere: the cluster tests').
 
 Each component runs as its own process (in its own session, so teardown ends exactly the process
 groups started here) with an AIRFLOW_HOME under a temporary directory, SQLite, the
