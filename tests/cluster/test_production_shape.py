@@ -72,13 +72,12 @@ class Fault:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """This module's cluster, from an empty base folder; stopped (data kept for a look) at the end."""
-    base = REPO / ".local" / "test-cluster"
-    cs = cluster_script.load(CLUSTER_BASE=str(base), **SETTINGS)
-    cs.down()
-    shutil.rmtree(base, ignore_errors=True)
     overrides = tmp_path_factory.mktemp("cluster") / "overrides.env"
     overrides.write_text("".join(f"{k}={v}\n" for k, v in OVERRIDES.items()))
-    cs = cluster_script.load(CLUSTER_BASE=str(base), CLUSTER_OVERRIDES=str(overrides), **SETTINGS)
+    cs = cluster_script.load(CLUSTER_BASE=str(REPO / ".local" / "test-cluster"), CLUSTER_OVERRIDES=str(overrides),
+                             **SETTINGS)
+    cs.down()
+    shutil.rmtree(cs.BASE, ignore_errors=True)
     try:
         cs.up()
         yield cs
@@ -310,8 +309,7 @@ def max_overlap(tries: list[dict]) -> int:
     for t in tries:
         if t["start_date"]:
             events.append((datetime.fromisoformat(t["start_date"]), 1))
-            end = t["end_date"] or datetime.now().astimezone().isoformat()
-            events.append((datetime.fromisoformat(end), -1))
+            events.append((datetime.fromisoformat(t["end_date"]) if t["end_date"] else datetime.now(UTC), -1))
     most = now = 0
     for _, step in sorted(events):   # an end before a start at the same instant
         now += step
