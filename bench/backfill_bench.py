@@ -2,12 +2,15 @@
 
     bin/airflow-env python bench/backfill_bench.py --trades 1000000
 
-Prints output rows/s and client CPU seconds per million output rows of: the backfill (scan +
-convert + write + checkpoint); (c) cqlsh COPY FROM (PyPI cqlsh, its own venv) of the same rows
-from CSV, run right after it; (a) the pure-write ceiling of the same driver (prepared inserts of
-ready rows, same in-flight bound); (a') the backfill's own write path on ready rows; (b) a naive
-one-row-at-a-time loop; then ratios, and the peak RSS of a backfill process over ~10% and 100% of
-the trades. `--also-from OTHER/include` runs another checkout's backfill in the same run.
+In each of --rounds rounds, one after another so they see the same load: the backfill as one
+process (scan + convert + write + checkpoint), (c) cqlsh COPY FROM (PyPI cqlsh, its own venv) of
+the same rows from CSV, and the backfill as --processes processes (mapped tasks; each one's rate
+too). Each prints output rows/s and CPU seconds per million output rows of the client and of the
+local node (scripts/cassandra's JVM). Then (a) the pure-write ceiling of the same driver (prepared
+inserts of ready rows, same in-flight bound), (a') the backfill's own write path on ready rows,
+(b) a naive one-row-at-a-time loop; the ratios round by round and their medians; and the peak RSS
+of a backfill process over ~10% and 100% of the trades. `--also-from OTHER/include` runs another
+checkout's backfill in each round.
 """
 from __future__ import annotations
 
@@ -21,11 +24,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
+from typing import NamedTuple
 
 from testkit import generator
 
 from trade_migration.backfill.copier import submit_batched
 from trade_migration.core import tokens
+from trade_migration.core.binding import Binder
 from trade_migration.core.config import Config
 from trade_migration.core.convert import Reject, convert
 from trade_migration.core.model import USER_TRADE_COLUMNS
@@ -71,33 +77,52 @@ def own_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run_backfill(config, backfill_id, batches, src=None):
-    """One backfill process per batch of ranges, run together as mapped Airflow tasks are; `src`, another
-    checkout's include/ folder, runs that code instead (a before/after in the same run).
+class Run(NamedTuple):
+    rows: dict        # summed result of every process
+    took: float       # wall seconds, start-up included
+    peak_mb: float    # peak RSS of the largest process
+    cpu: float        # user + system seconds of every process
+    node_cpu: float | None
+    per_process: list[float]   # each process's output rows/s over its own copy
 
-    Returns (summed result, wall seconds, peak RSS MB of the largest process, CPU seconds of all)."""
-    code = ("import json, resource, sys; from trade_migration import backfill_cli;"
-            " r = backfill_cli.main(sys.argv[1:]);"
+
+def run_backfill(config, backfill_id, batches, src=None) -> Run:
+    """One backfill process per batch of ranges, run together as mapped Airflow tasks are; `src`, another
+    checkout's include/ folder, runs that code instead (a before/after in the same run)."""
+    code = ("import json, resource, sys, time; from trade_migration import backfill_cli; t = time.monotonic();"
+            " r = backfill_cli.main(sys.argv[1:]); r['took'] = time.monotonic() - t;"
             " print('RESULT', json.dumps(r), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     env = {**os.environ, "TM_KEYSPACE": config.keyspace}
     if src:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(Path(src).resolve()), env.get("PYTHONPATH"))))
-    cpu, t = child_cpu(), time.monotonic()
+    cpu, node, t = child_cpu(), node_cpu(), time.monotonic()
     procs = [subprocess.Popen([sys.executable, "-c", code, "--backfill-id", backfill_id, "--splits", str(SPLITS),
                                "--ranges", *[r.label for r in batch]], env=env, stdout=subprocess.PIPE, text=True)
              for batch in batches]
     outs = [p.communicate()[0] for p in procs]
-    took, cpu = time.monotonic() - t, child_cpu() - cpu
+    took, cpu, node = time.monotonic() - t, child_cpu() - cpu, node_cpu() - node if node is not None else None
     if any(p.returncode for p in procs):
         raise RuntimeError("a backfill process failed")
-    total, peak = {}, 0.0
+    total, peak, rates = {}, 0.0, []
     for out in outs:
         line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
         payload, rss_kb = line.split(" ", 1)[1].rsplit(" ", 1)
-        for k, v in json.loads(payload).items():
+        result = json.loads(payload)
+        rates.append(result["rows_written"] / result.pop("took"))
+        for k, v in result.items():
             total[k] = total.get(k, 0) + v
         peak = max(peak, int(rss_kb) / 1024)
-    return total, took, peak, cpu
+    return Run(total, took, peak, cpu, node, rates)
+
+
+def node_cpu() -> float | None:
+    """User + system CPU seconds of the local node's JVM (scripts/cassandra), None when it is not ours."""
+    try:
+        pid = int((REPO / ".local" / "cassandra" / "node1" / "pid").read_text())
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, ValueError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def reset_target(session, ks):
@@ -139,6 +164,7 @@ def grouped_writes(session, ks, rows, page=2000):
     """The ceiling of the backfill's own write path: ready rows, a page's rows grouped by partition, then
     sent as unlogged batches within one replica set."""
     stmt = prepared(session, insert_user_trade(ks))
+    binder = Binder(stmt)
     writer, group = BoundedWriter(session, IN_FLIGHT), object()
     writer.open_group(group)
     t, cpu = time.monotonic(), own_cpu()
@@ -146,7 +172,7 @@ def grouped_writes(session, ks, rows, page=2000):
         by_partition = {}
         for urow, written in rows[i:i + page]:
             by_partition.setdefault((urow.user_id, urow.symbol_id), []).append((*urow, written))
-        submit_batched(writer, stmt, by_partition, group, metadata=session.cluster.metadata,
+        submit_batched(writer, binder, by_partition, group, metadata=session.cluster.metadata,
                        consistency=stmt.consistency_level)
     writer.close_group(group)
     writer.drain()
@@ -174,19 +200,25 @@ def copy_from(ks, rows):
         path = f.name
     cols = ", ".join(USER_TRADE_COLUMNS)
     cmd = f"COPY {ks}.user_trades ({cols}) FROM '{path}' WITH HEADER=false AND CHUNKSIZE=5000"
-    t, cpu = time.monotonic(), child_cpu()
+    t, cpu, node = time.monotonic(), child_cpu(), node_cpu()
     out = subprocess.run([str(CQLSH_VENV / "bin" / "cqlsh"), "127.0.0.1", "-e", cmd],
                          capture_output=True, text=True)
-    took, cpu = time.monotonic() - t, child_cpu() - cpu
+    took, cpu, node = time.monotonic() - t, child_cpu() - cpu, node_cpu() - node if node is not None else None
     os.unlink(path)
     if out.returncode != 0 or "Failed to import" in out.stdout + out.stderr:
         raise RuntimeError(f"COPY FROM failed: {out.stdout[-2000:]} {out.stderr[-2000:]}")
-    return len(rows) / took, cpu
+    return len(rows) / took, cpu, node
 
 
-def per_million(cpu: float, rows: int) -> float:
-    """Client CPU seconds per million output rows."""
-    return cpu / max(rows, 1) * 1e6
+def per_million(cpu: float | None, rows: int) -> str:
+    """CPU seconds per million output rows, as printed."""
+    return "n/a" if cpu is None else f"{cpu / max(rows, 1) * 1e6:,.1f}"
+
+
+def ratios(a: list[float], b: list[float]) -> str:
+    """Round by round a/b, and their median."""
+    each = [x / y for x, y in zip(a, b, strict=True)]
+    return ", ".join(f"{r:.2f}x" for r in each) + f" -> {median(each):.2f}x"
 
 
 def main():
@@ -196,6 +228,8 @@ def main():
     p.add_argument("--baseline-rows", type=int, default=200_000, help="rows for the write baselines")
     p.add_argument("--naive-rows", type=int, default=20_000)
     p.add_argument("--processes", type=int, default=2, help="also run the backfill as N mapped tasks")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of backfill / COPY FROM / N processes; ratios are"
+                   " medians over the rounds (the load of a shared machine moves between runs)")
     p.add_argument("--also-from", metavar="DIR", help="also run the one-process backfill from another checkout's"
                    " include/ folder (a before/after in the same run)")
     args = p.parse_args()
@@ -209,33 +243,43 @@ def main():
 
     ranges = tokens.split_ring(tokens.ring_tokens(session), SPLITS)
     reset_target(session, config.keyspace)
-    part, _, mem_part, _ = run_backfill(config, "bench_part", [ranges[:max(1, SPLITS // 10)]])
-    reset_target(session, config.keyspace)
-    full, took, mem_full, cpu_full = run_backfill(config, "bench_full", [ranges])
-    backfill_rate, backfill_cpu = full["rows_written"] / took, per_million(cpu_full, full["rows_written"])
-    print(f"backfill, 1 process: {full['rows_read']:,} trades -> {full['rows_written']:,} rows in {took:,.1f}s"
-          f" = {backfill_rate:,.0f} output rows/s ({full['rows_read'] / took:,.0f} trades/s, incl. start-up),"
-          f" client CPU {backfill_cpu:,.1f} s per million rows, peak RSS {mem_full:,.0f} MB")
+    part = run_backfill(config, "bench_part", [ranges[:max(1, SPLITS // 10)]])
     rows = ready_rows(session, config.keyspace, args.baseline_rows)
-    reset_target(session, config.keyspace)   # right after the backfill: adjacent runs see the same load
-    copy, copy_cpu = copy_from(config.keyspace, rows)
-    copy_cpu = per_million(copy_cpu, len(rows))
-    print(f"(c) cqlsh COPY FROM, {len(rows):,} rows from CSV: {copy:,.0f} rows/s,"
-          f" client CPU {copy_cpu:,.1f} s per million rows (its parent and worker processes)")
-    if args.also_from:
+    ones, copies, pars, old_rates, peaks = [], [], [], [], []
+    for n in range(1, args.rounds + 1):
         reset_target(session, config.keyspace)
-        old, old_took, mem_old, cpu_old = run_backfill(config, "bench_also", [ranges], src=args.also_from)
-        old_rate = old["rows_written"] / old_took
-        print(f"backfill from {args.also_from}, 1 process: {old['rows_written']:,} rows in {old_took:,.1f}s"
-              f" = {old_rate:,.0f} output rows/s, client CPU {per_million(cpu_old, old['rows_written']):,.1f} s"
-              f" per million rows, peak RSS {mem_old:,.0f} MB; this checkout / that one:"
-              f" {backfill_rate / old_rate:.2f}x rows/s; that one/COPY FROM {old_rate / copy:.2f}x")
-    if args.processes > 1:
-        reset_target(session, config.keyspace)
-        par, par_took, _, _ = run_backfill(config, "bench_par", tokens.batches(ranges, args.processes, seed="bench"))
-        par_rate = par["rows_written"] / par_took
-        print(f"backfill, {args.processes} processes (mapped tasks): {par['rows_written']:,} rows in"
-              f" {par_took:,.1f}s = {par_rate:,.0f} output rows/s")
+        one = run_backfill(config, f"bench_one_{n}", [ranges])
+        w = one.rows["rows_written"]
+        ones.append(w / one.took)
+        peaks.append(one.peak_mb)
+        print(f"round {n}: backfill, 1 process: {one.rows['rows_read']:,} trades -> {w:,} rows in {one.took:,.1f}s ="
+              f" {ones[-1]:,.0f} output rows/s (start-up included); CPU s per million rows: client"
+              f" {per_million(one.cpu, w)}, node {per_million(one.node_cpu, w)}; peak RSS {one.peak_mb:,.0f} MB",
+              flush=True)
+        reset_target(session, config.keyspace)   # right after the backfill: adjacent runs see the same load
+        copy, copy_cpu, copy_node = copy_from(config.keyspace, rows)
+        copies.append(copy)
+        print(f"round {n}: (c) cqlsh COPY FROM, {len(rows):,} of the same rows from CSV: {copy:,.0f} rows/s;"
+              f" CPU s per million rows: client {per_million(copy_cpu, len(rows))} (its parent and worker"
+              f" processes), node {per_million(copy_node, len(rows))}", flush=True)
+        if args.processes > 1:
+            reset_target(session, config.keyspace)
+            par = run_backfill(config, f"bench_par_{n}", tokens.batches(ranges, args.processes, seed="bench"))
+            pw = par.rows["rows_written"]
+            pars.append(pw / par.took)
+            print(f"round {n}: backfill, {args.processes} processes (mapped tasks): {pw:,} rows in {par.took:,.1f}s ="
+                  f" {pars[-1]:,.0f} output rows/s; per process "
+                  + ", ".join(f"{r:,.0f}" for r in par.per_process)
+                  + f" rows/s; CPU s per million rows: client {per_million(par.cpu, pw)},"
+                    f" node {per_million(par.node_cpu, pw)}", flush=True)
+        if args.also_from:
+            reset_target(session, config.keyspace)
+            old = run_backfill(config, f"bench_also_{n}", [ranges], src=args.also_from)
+            old_rates.append(old.rows["rows_written"] / old.took)
+            print(f"round {n}: backfill from {args.also_from}, 1 process: {old_rates[-1]:,.0f} output rows/s,"
+                  f" CPU s per million rows: client {per_million(old.cpu, old.rows['rows_written'])}, node"
+                  f" {per_million(old.node_cpu, old.rows['rows_written'])}; peak RSS {old.peak_mb:,.0f} MB",
+                  flush=True)
 
     reset_target(session, config.keyspace)
     ceiling, ceiling_cpu = pure_writes(session, config.keyspace, rows)
@@ -244,20 +288,22 @@ def main():
     reset_target(session, config.keyspace)
     naive = naive_writes(session, config.keyspace, rows[:args.naive_rows])
     print(f"(a) pure-write ceiling, {len(rows):,} ready rows, {IN_FLIGHT} in flight: {ceiling:,.0f} rows/s,"
-          f" client CPU {per_million(ceiling_cpu, len(rows)):,.1f} s per million rows")
+          f" client CPU {per_million(ceiling_cpu, len(rows))} s per million rows")
     print(f"(a') write-path ceiling: the same rows batched as the backfill does: {grouped:,.0f} rows/s,"
-          f" client CPU {per_million(grouped_cpu, len(rows)):,.1f} s per million rows")
+          f" client CPU {per_million(grouped_cpu, len(rows))} s per million rows")
     print(f"(b) naive one-row-at-a-time loop, {args.naive_rows:,} rows: {naive:,.0f} rows/s")
-    print(f"ratios: backfill/ceiling {backfill_rate / ceiling:.2f}x,"
-          f" backfill/write-path ceiling {backfill_rate / grouped:.2f}x,"
-          f" backfill/naive {backfill_rate / naive:.1f}x,"
-          f" backfill/COPY FROM {backfill_rate / copy:.2f}x;"
-          f" client CPU per row backfill/COPY FROM {backfill_cpu / copy_cpu:.2f}x")
-    if args.processes > 1:
-        print(f"ratios with {args.processes} processes (COPY FROM runs a parent and worker processes too):"
-              f" backfill/COPY FROM {par_rate / copy:.2f}x, backfill/ceiling {par_rate / ceiling:.2f}x")
-    print(f"peak RSS of a backfill process: {mem_part:,.0f} MB at {part['rows_read']:,} trades,"
-          f" {mem_full:,.0f} MB at {full['rows_read']:,} trades (+{(mem_full / mem_part - 1) * 100:.0f}%)")
+    one_rate, copy = median(ones), median(copies)
+    print(f"medians of {args.rounds} rounds: backfill 1 process {one_rate:,.0f} rows/s, COPY FROM {copy:,.0f} rows/s")
+    print(f"ratios (each round's -> their median): backfill/COPY FROM {ratios(ones, copies)};"
+          f" backfill/ceiling {one_rate / ceiling:.2f}x, backfill/write-path ceiling {one_rate / grouped:.2f}x,"
+          f" backfill/naive {one_rate / naive:.1f}x")
+    if pars:
+        print(f"ratios with {args.processes} processes: {args.processes} processes / 1 process {ratios(pars, ones)};"
+              f" {args.processes} processes / COPY FROM (a parent and a worker process) {ratios(pars, copies)}")
+    if old_rates:
+        print(f"this checkout / {args.also_from}: {ratios(ones, old_rates)}")
+    print(f"peak RSS of a backfill process: {part.peak_mb:,.0f} MB at {part.rows['rows_read']:,} trades,"
+          f" {max(peaks):,.0f} MB at {one.rows['rows_read']:,} trades (+{(max(peaks) / part.peak_mb - 1) * 100:.0f}%)")
     session.cluster.shutdown()
 
 

@@ -21,6 +21,7 @@ from trade_migration.backfill.stall_watch import StallWatch
 from trade_migration.backfill.ttl import PRESERVE, REFUSE, check_policy, mixed, refused
 from trade_migration.core import metrics
 from trade_migration.core.alerts import note_range
+from trade_migration.core.binding import Binder
 from trade_migration.core.clock import now
 from trade_migration.core.config import Config
 from trade_migration.core.convert import Reject, convert, raw_values
@@ -116,7 +117,7 @@ def batches(partitions: list[list], *, batch_rows: int, batch_partitions: int, p
     return out
 
 
-def submit_batched(writer: BoundedWriter, insert, by_partition: dict, group, *, metadata, consistency: int,
+def submit_batched(writer: BoundedWriter, insert: Binder, by_partition: dict, group, *, metadata, consistency: int,
                    batch_rows: int = BATCH_ROWS, batch_partitions: int = BATCH_PARTITIONS,
                    partition_rows: int = PARTITION_BATCH_ROWS) -> None:
     """A page's rows as unlogged batches, each within one replica set: as COPY FROM and the Spark
@@ -159,8 +160,8 @@ class RangeCopier:
         self.scan = prepared(session, scan_settled(ks, bypass_cache=options.bypass_cache),
                              consistency=config.read_cl, fetch_size=options.fetch_size)
         self.preserve_ttl = check_policy(options.ttl_policy) == PRESERVE
-        self.insert = prepared(session, (insert_user_trade_ttl if self.preserve_ttl else insert_user_trade)(ks),
-                               consistency=config.write_cl)
+        insert = insert_user_trade_ttl if self.preserve_ttl else insert_user_trade
+        self.insert = Binder(prepared(session, insert(ks), consistency=config.write_cl))
         self.reject = prepared(session, reject_insert_at(ks), consistency=config.write_cl)
         self.symbol_ids = load_symbol_ids(session, ks)
         self.totals = Totals()
