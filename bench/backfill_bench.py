@@ -89,9 +89,10 @@ class Run(NamedTuple):
 def run_backfill(config, backfill_id, batches, src=None) -> Run:
     """One backfill process per batch of ranges, run together as mapped Airflow tasks are; `src`, another
     checkout's include/ folder, runs that code instead (a before/after in the same run)."""
-    code = ("import json, resource, sys, time; from trade_migration import backfill_cli; t = time.monotonic();"
+    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child would report this process's size
+    code = ("import json, re, sys, time; from trade_migration import backfill_cli; t = time.monotonic();"
             " r = backfill_cli.main(sys.argv[1:]); r['took'] = time.monotonic() - t;"
-            " print('RESULT', json.dumps(r), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            " print('RESULT', json.dumps(r), re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1])")
     env = {**os.environ, "TM_KEYSPACE": config.keyspace}
     if src:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(Path(src).resolve()), env.get("PYTHONPATH"))))
