@@ -45,7 +45,7 @@ from trade_migration.core import alerts, notify
 from trade_migration.core.settings import FETCH_SIZE, IN_FLIGHT
 from trade_migration.state.phases import VERIFY
 from trade_migration.verify import parity, phase, report
-from trade_migration.verify.parity_run import MAX_RESOLVED, MODES, Run, Scope
+from trade_migration.verify.parity_run import MAX_RECENT_HOURS, MAX_RESOLVED, MODES, RECENT_HOURS, Run, Scope
 
 log = logging.getLogger(__name__)
 # The backfill's outlet (user_trades_backfill.BACKFILL_DONE). Importing it from that DAG file would
@@ -87,6 +87,10 @@ def _options(p: dict) -> parity.Options:
                                   " schedule, full otherwise."),
         "sample_share": Param(0.05, type="number", exclusiveMinimum=0, maximum=1,
                               description="Share of token ranges a sampled run checks row by row."),
+        "recent_hours": Param(RECENT_HOURS, type="number", minimum=0, maximum=MAX_RECENT_HOURS,
+                              description="Sampled runs: also check every trade settled this many hours before"
+                                          " the run, in every range; 0: the sample alone. The node reads every"
+                                          " trade of settled_trades to find them (README: Nightly parity)."),
         "seed": Param(None, type=["null", "integer"], minimum=0, maximum=2**63 - 1,
                       description="Seed of the sample; empty: derived from the run id. Recorded either way."),
         "repair": Param(None, type=["null", "boolean"],
@@ -125,7 +129,8 @@ def user_trades_verify():
         with cassandra() as (session, config):
             run, batches = phase.start(
                 session, config, mode=p["mode"], run_type=_run_type(ctx), parallelism=p["parallelism"],
-                seed=p["seed"], sample_share=p["sample_share"], splits=p["splits"], repair=p["repair"],
+                seed=p["seed"], sample_share=p["sample_share"], recent_hours=p["recent_hours"], splits=p["splits"],
+                repair=p["repair"],
                 resolve_orphans=p["resolve_orphans"], resolve_limit=p["resolve_limit"], exhaustive=p["exhaustive"],
                 report_cap=p["report_cap"], recheck_delay_s=p["recheck_delay_s"],
                 **run_by(ctx))

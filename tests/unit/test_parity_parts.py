@@ -164,3 +164,17 @@ def test_the_notifier_is_pluggable_and_never_silent(tmp_path, caplog):
     with caplog.at_level(logging.ERROR):
         notify.send(notice, {PARITY_NOTIFIER.name: "no_such_module_here:notify"})
     assert "user_trades parity broken: d run r1" in caplog.text   # the log got it anyway
+
+
+def test_recent_hours_sets_the_sweep_and_zero_leaves_the_sample_alone():
+    r = run(recent_hours=6)
+    assert r.sweeps_recent and r.recent_since == datetime(2026, 11, 23, 20, 0)
+    assert Run.from_json(json.loads(json.dumps(r.to_json()))) == r
+    alone = run(recent_hours=0)
+    assert not alone.sweeps_recent
+    s = parity.narrow(alone, [])
+    assert (s.forward, s.reverse) == ({1: ALL, 3: ALL}, {1: ALL, 3: ALL})
+    assert not run(FULL).sweeps_recent
+    for bad in (-1, 24 * 366 + 1):
+        with pytest.raises(ValueError, match="recent_hours must be in"):
+            run(recent_hours=bad)

@@ -10,7 +10,9 @@ A full run compares digests first and looks rows up only where they differ: a ke
 ten to thirty times a scanned row, and looking up every row would make verification several
 times slower than the backfill it checks. A sampled run checks every row of a seeded share of
 the ranges, both ways, reading their counterparts many keys per request (row_parity.reads_of),
-and every trade settled in the last 24 hours, which the node picks out of each range.
+and (unless its recent_hours is 0) every trade settled in the last 24 hours, which the node
+picks out of each range: that sweep reads every trade of the table on the node, so it costs more
+than the sample itself (README, Measured figures).
 """
 from __future__ import annotations
 
@@ -38,8 +40,10 @@ from trade_migration.verify.parity_run import (
     ALL,
     CELLS,
     FULL,
+    MAX_RECENT_HOURS,
     MAX_RESOLVED,
     MODES,
+    RECENT_HOURS,
     RECENTLY_SETTLED,
     SAMPLED,
     Run,
@@ -74,19 +78,22 @@ class Options:
 
 # --- plan ---------------------------------------------------------------------------------------
 def plan_run(session: Session, config: Config, *, run_id: str, mode: str, seed: int | None = None,
-             sample_share: float = 0.05, splits: int | None = None, repair: bool = False,
-             resolve_orphans: bool = False, resolve_limit: int = MAX_RESOLVED, narrow: bool = True,
-             report_cap: int = 10_000, recheck_delay: float = 2.0, started_at: datetime | None = None) -> Run:
+             sample_share: float = 0.05, recent_hours: float = RECENT_HOURS, splits: int | None = None,
+             repair: bool = False, resolve_orphans: bool = False, resolve_limit: int = MAX_RESOLVED,
+             narrow: bool = True, report_cap: int = 10_000, recheck_delay: float = 2.0,
+             started_at: datetime | None = None) -> Run:
     """Fix the run's ranges, sample and start time; nothing is read from the tables yet."""
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
+    if not 0 <= recent_hours <= MAX_RECENT_HOURS:
+        raise ConfigError(f"recent_hours must be between 0 and {MAX_RECENT_HOURS:g}, got {recent_hours}")
     # a sample is only as fine as the ranges it picks from
     at_least = math.ceil(SAMPLED_RANGES / sample_share) if mode == SAMPLED and splits is None else 0
     ranges = tuple(ring_ranges(session, config.keyspace, splits, at_least=at_least))
     seed = derive_seed(run_id) if seed is None else int(seed)
     chosen = tuple(range(len(ranges))) if mode == FULL else choose(len(ranges), sample_share, seed)
     return Run(run_id=run_id, started_us=clock.micros(started_at or clock.now()), mode=mode, seed=seed,
-               sample_share=sample_share, ranges=ranges, chosen=chosen, repair=repair,
+               sample_share=sample_share, recent_hours=recent_hours, ranges=ranges, chosen=chosen, repair=repair,
                resolve_orphans=resolve_orphans, resolve_limit=resolve_limit, narrow=narrow,
                report_cap=report_cap, recheck_delay=recheck_delay, **writer_since(session, config))
 
@@ -136,8 +143,8 @@ def narrow(run: Run, surveys: list[dict]) -> Scope:
     """Which ranges the row-by-row check reads, and how."""
     if run.mode == SAMPLED:
         chosen = set(run.chosen)
-        return Scope(forward={i: ALL if i in chosen else RECENTLY_SETTLED for i in range(len(run.ranges))},
-                     reverse={i: ALL for i in run.chosen})
+        recent = dict.fromkeys(range(len(run.ranges)), RECENTLY_SETTLED) if run.sweeps_recent else {}
+        return Scope(forward={**recent, **dict.fromkeys(chosen, ALL)}, reverse={i: ALL for i in run.chosen})
     if not run.narrow:
         every = {i: ALL for i in range(len(run.ranges))}
         return Scope(forward=every, reverse=dict(every))

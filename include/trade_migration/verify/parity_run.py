@@ -22,8 +22,9 @@ from trade_migration.verify.digests import BUCKETS, bucket
 FULL, SAMPLED = "full", "sampled"
 MODES = (FULL, SAMPLED)
 MAX_RESOLVED = 1000   # orphans a run may delete; more, and it deletes none (verify/resolve.py)
-RECENT = timedelta(hours=24)   # a sampled run also checks every trade settled this recently
-# How a range is looked at row by row: every row; only trades settled in the last RECENT; only
+RECENT_HOURS = 24.0   # a sampled run also checks every trade settled this recently (unless told otherwise)
+MAX_RECENT_HOURS = 24.0 * 366
+# How a range is looked at row by row: every row; only trades settled in the run's recent hours; only
 # rows in buckets whose digests differ.
 ALL, RECENTLY_SETTLED, CELLS = "all", "recent", "cells"
 
@@ -58,10 +59,13 @@ class Run:
     recheck_delay: float = 2.0
     dual_write_since_us: int | None = None
     new_only_since_us: int | None = None   # when the writer left settled_trades (dual_write new_only)
+    recent_hours: float = RECENT_HOURS     # sampled mode: trades settled this recently, in every range (0: none)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if not 0 <= self.recent_hours <= MAX_RECENT_HOURS:
+            raise ValueError(f"recent_hours must be in [0, {MAX_RECENT_HOURS:g}], got {self.recent_hours}")
 
     @property
     def started_at(self) -> datetime:
@@ -70,7 +74,12 @@ class Run:
     @cached_property
     def recent_since(self) -> datetime:
         """Naive UTC, as the driver returns settled_at."""
-        return clock.naive_utc(self.started_at - RECENT)
+        return clock.naive_utc(self.started_at - timedelta(hours=self.recent_hours))
+
+    @property
+    def sweeps_recent(self) -> bool:
+        """Whether the ranges out of the sample are searched for recently settled trades."""
+        return self.mode == SAMPLED and self.recent_hours > 0
 
     @cached_property
     def _ends(self) -> list[int]:

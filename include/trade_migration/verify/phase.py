@@ -21,7 +21,7 @@ from trade_migration.core.settings import DUAL_WRITE_ALERT_PER_HOUR, DUAL_WRITE_
 from trade_migration.dual_write.retries import RetryLog, recorded_since
 from trade_migration.state import phases
 from trade_migration.verify import parity, policy, report
-from trade_migration.verify.parity_run import MAX_RESOLVED, Run
+from trade_migration.verify.parity_run import MAX_RESOLVED, RECENT_HOURS, Run
 
 log = logging.getLogger(__name__)
 # totals kept in the phase record
@@ -30,24 +30,26 @@ RECORDED = ("missing", "mismatched", "orphans", "rejected", "repaired", "resolve
 
 def start(session: Session, config: Config, *, run_id: str, actor: str, reason: str, mode: str | None,
           run_type: str, parallelism: int, seed: int | None = None, sample_share: float = 0.05,
-          splits: int | None = None, repair: bool | None = None, resolve_orphans: bool | None = None,
-          resolve_limit: int = MAX_RESOLVED, exhaustive: bool = False, report_cap: int = 10_000,
-          recheck_delay_s: float = 2.0) -> tuple[dict, list[dict]]:
+          recent_hours: float = RECENT_HOURS, splits: int | None = None, repair: bool | None = None,
+          resolve_orphans: bool | None = None, resolve_limit: int = MAX_RESOLVED, exhaustive: bool = False,
+          report_cap: int = 10_000, recheck_delay_s: float = 2.0) -> tuple[dict, list[dict]]:
     """The order guard, the run fixed (what is not given, by the policy for `run_type`: see
     verify/policy.py) and the phase running; (the run, the survey's batches)."""
     state = phases.State(session, config)
     state.require(phases.VERIFY)
     run = parity.plan_run(session, config, run_id=run_id, mode=mode or policy.default_mode(run_type), seed=seed,
-                          sample_share=sample_share, splits=splits, repair=policy.repairs(repair, run_type),
+                          sample_share=sample_share, recent_hours=recent_hours, splits=splits,
+                          repair=policy.repairs(repair, run_type),
                           resolve_orphans=policy.resolves_orphans(resolve_orphans, run_type),
                           resolve_limit=resolve_limit, narrow=not exhaustive, report_cap=report_cap,
                           recheck_delay=recheck_delay_s)
     state.mark(phases.VERIFY, phases.RUNNING, run_id=run.run_id, actor=actor, reason=reason,
                details={"mode": run.mode, "seed": run.seed, "ranges": len(run.checked_ranges), "repair": run.repair,
                         "resolve_orphans": run.resolve_orphans})
-    log.info("%s run, seed %d: %d of %d token ranges checked row by row, rows written after %s left to"
+    log.info("%s run, seed %d: %d of %d token ranges checked row by row%s, rows written after %s left to"
              " the next run; repair %s, resolve orphans %s", run.mode, run.seed, len(run.checked_ranges),
-             len(run.ranges), run.started_at, run.repair, run.resolve_orphans)
+             len(run.ranges), f", and trades settled since {run.recent_since} in every range" if run.sweeps_recent
+             else "", run.started_at, run.repair, run.resolve_orphans)
     return run.to_json(), parity.batches(run, parity.survey_indexes(run), parallelism)
 
 

@@ -88,7 +88,7 @@ def run_facts(run: Run) -> dict:
     return {"run_id": run.run_id, "mode": run.mode, "started_at": run.started_at.isoformat(), "seed": run.seed,
             "sample_share": run.sample_share if run.mode == SAMPLED else None, "splits": len(run.ranges),
             "chosen_ranges": [run.ranges[i].label for i in run.chosen] if run.mode == SAMPLED else "all",
-            "recent_since": run.recent_since.isoformat() + "Z" if run.mode == SAMPLED else None,
+            "recent_since": run.recent_since.isoformat() + "Z" if run.sweeps_recent else None,
             "repair": run.repair, "resolve_orphans": run.resolve_orphans, "resolve_limit": run.resolve_limit,
             "narrowed_by_digests": run.narrow,
             "dual_write_since": _when(run.dual_write_since_us) or None,
