@@ -17,8 +17,11 @@ from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
 
 from testkit.statements import insert_symbol
+from trade_migration.backfill.copier import submit_batched
+from trade_migration.core.binding import Binder
 from trade_migration.core.convert import REJECT_REASONS
 from trade_migration.core.model import SettledTrade
+from trade_migration.core.writes import BoundedWriter
 from trade_migration.statements.settled_trades import insert_settled
 
 FIRST_TRADE_ID = 10_000_000
@@ -156,26 +159,27 @@ def write_symbols(session: Session, keyspace: str) -> int:
     return len(_MARKETS)
 
 
-def write_trades(session: Session, keyspace: str, n: int, seed: int, *, concurrency: int = 192,
-                 chunk: int = 20_000, **kwargs) -> Plan:
-    """Insert n trades with concurrent prepared writes; returns the Plan of what was written."""
+def write_trades(session: Session, keyspace: str, n: int, seed: int, *, concurrency: int = 128,
+                 chunk: int = 2_000, **kwargs) -> Plan:
+    """Insert n trades, each at its write time, through the backfill's own write path (unlogged
+    batches of trades with the same replicas, `concurrency` in flight); returns the Plan of what
+    was written."""
     stmt = session.prepare(insert_settled(keyspace))
+    binder, writer, group = Binder(stmt), BoundedWriter(session, concurrency), object()
+    writer.open_group(group)
     plan = Plan()
-    batch: list[tuple] = []
+    page: dict[int, list[tuple]] = {}
     for row, writetime in trades(n, seed, plan=plan, **kwargs):
-        batch.append((*row, writetime))
-        if len(batch) >= chunk:
-            _flush(session, stmt, batch, concurrency)
-            batch = []
-    _flush(session, stmt, batch, concurrency)
+        page.setdefault(row.trade_id, []).append((*row, writetime))
+        if len(page) >= chunk:
+            submit_batched(writer, binder, page, group, metadata=session.cluster.metadata,
+                           consistency=stmt.consistency_level)
+            page = {}
+    submit_batched(writer, binder, page, group, metadata=session.cluster.metadata,
+                   consistency=stmt.consistency_level)
+    writer.close_group(group)
+    writer.drain()
     return plan
-
-
-def _flush(session, stmt, batch, concurrency) -> None:
-    for ok, result in execute_concurrent_with_args(session, stmt, batch, concurrency=concurrency,
-                                                   raise_on_first_error=False, results_generator=True):
-        if not ok:
-            raise RuntimeError(f"generator write failed: {result}")
 
 
 def main(argv: list[str] | None = None) -> None:
