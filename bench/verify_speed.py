@@ -6,8 +6,9 @@ On keyspace bench_verify (generated only when it does not already hold exactly -
 generation runs at roughly 2.7k trades/s here), in one process each:
   1. the backfill over the whole ring (user_trades emptied first): source rows/s (not with --reuse);
   2. a full verification (counts + digests, row lookups only where digests differ): rows/s;
-  3. a sampled verification (--share of the ranges checked row by row, plus the last day), and its
-     time against the full one's (ratio);
+  3. a sampled verification (--share of the ranges checked row by row, both ways), then the same
+     sample with the last day of every range (recent_hours, the nightly default); their times
+     against the full one's (ratios);
   4. COUNT(*) per token range, many at once, against one SELECT COUNT(*) per table.
 Prints figures; asserts nothing about time.
 """
@@ -26,6 +27,7 @@ from trade_migration.core.session import connect
 from trade_migration.create_table import schema
 from trade_migration.state.ledger import Ledger
 from trade_migration.verify import counts, parity
+from trade_migration.verify.parity_run import RECENT_HOURS
 
 RING = [tokens.TokenRange(tokens.MIN_TOKEN, tokens.MAX_TOKEN)]
 
@@ -83,8 +85,11 @@ def main(argv: list[str] | None = None) -> None:
     full_run = parity.plan_run(session, config, run_id=f"bench_full_{int(time.time())}", mode="full", splits=splits)
     full, full_s = timed(parity.run_all, session, config, full_run)
     sampled_run = parity.plan_run(session, config, run_id=f"bench_sampled_{int(time.time())}", mode="sampled",
-                                  sample_share=args.share, seed=1)   # splits fine enough for the share
+                                  sample_share=args.share, seed=1, recent_hours=0)   # the sample alone
     sampled, sampled_s = timed(parity.run_all, session, config, sampled_run)
+    swept_run = parity.plan_run(session, config, run_id=f"bench_swept_{int(time.time())}", mode="sampled",
+                                sample_share=args.share, seed=1, recent_hours=RECENT_HOURS)   # the nightly default
+    swept, swept_s = timed(parity.run_all, session, config, swept_run)
 
     # 4. counts
     per_range, ranges_s = timed(counts.range_counts, session, config, ranges, concurrency=8)
@@ -108,10 +113,14 @@ def main(argv: list[str] | None = None) -> None:
     if copied is not None:
         print(f"  full / backfill      {t.source_rows / full_s / (copied['rows_read'] / backfill_s):10.2f} x")
     s = sampled.total
+    traced = s.source_rows + s.target_rows
     print(f"verify, sampled {args.share:.0%}   {s.source_rows:>10,} source rows in {sampled_s:7.1f} s"
-          f" ({len(sampled_run.chosen)} of {len(sampled_run.ranges)} ranges; {s.source_rows + s.target_rows:,}"
-          f" rows traced by key lookups, {(s.source_rows + s.target_rows) / sampled_s:,.0f} rows/s; {sampled.status})")
-    print(f"sample {args.share:.0%}: {sampled_s:.1f} s, full: {full_s:.1f} s, ratio {sampled_s / full_s:.2f}")
+          f" ({len(sampled_run.chosen)} of {len(sampled_run.ranges)} ranges, both ways;"
+          f" {traced:,} rows traced by key lookups, {traced / sampled_s:,.0f} rows/s; {sampled.status})")
+    print(f"  + every trade settled in the last {RECENT_HOURS:g} h (recent_hours, the nightly default):"
+          f" {swept.total.source_rows:,} source rows in {swept_s:.1f} s ({swept.status})")
+    print(f"sample {args.share:.0%}: {sampled_s:.1f} s, full: {full_s:.1f} s, ratio {sampled_s / full_s:.2f};"
+          f" with the last {RECENT_HOURS:g} h: {swept_s:.1f} s, ratio {swept_s / full_s:.2f}")
     print(f"counts, {len(ranges)} ranges x2   {settled_total:>10,} + {target_total:,} rows in {ranges_s:7.2f} s")
     for table, (value, secs) in single.items():
         print(f"COUNT(*) {table:<14} {value!s:>10} rows in {secs:7.2f} s")
