@@ -130,8 +130,8 @@ def user_trades_verify():
             run, batches = phase.start(
                 session, config, mode=p["mode"], run_type=_run_type(ctx), parallelism=p["parallelism"],
                 seed=p["seed"], sample_share=p["sample_share"], recent_hours=p["recent_hours"], splits=p["splits"],
-                repair=p["repair"],
-                resolve_orphans=p["resolve_orphans"], resolve_limit=p["resolve_limit"], exhaustive=p["exhaustive"],
+                repair=p["repair"], resolve_orphans=p["resolve_orphans"], resolve_limit=p["resolve_limit"],
+                exhaustive=p["exhaustive"],
                 report_cap=p["report_cap"], recheck_delay_s=p["recheck_delay_s"],
                 **run_by(ctx))
         ctx["ti"].xcom_push(key="run", value=run)

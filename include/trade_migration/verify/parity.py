@@ -10,9 +10,8 @@ A full run compares digests first and looks rows up only where they differ: a ke
 ten to thirty times a scanned row, and looking up every row would make verification several
 times slower than the backfill it checks. A sampled run checks every row of a seeded share of
 the ranges, both ways, reading their counterparts many keys per request (row_parity.reads_of),
-and (unless its recent_hours is 0) every trade settled in the last 24 hours, which the node
-picks out of each range: that sweep reads every trade of the table on the node, so it costs more
-than the sample itself (README, Measured figures).
+and every trade settled in the run's last recent_hours (24 unless told; 0: none), which the node
+picks out of each range (reading every trade on the node, sending only those).
 """
 from __future__ import annotations
 
