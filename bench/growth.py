@@ -4,9 +4,10 @@
 
 Each size has a keyspace of its own (growth_<trades>), generated when it does not hold exactly that
 many trades and kept for the next run. At each size: the backfill command as one process from an
-empty user_trades, then a full verification (counts and digests of both tables) in one process,
-each in a child process whose peak RSS (VmHWM) it reports at its end. Prints a row per size and
-the spread of the rates across sizes; asserts nothing about time.
+empty user_trades, then a full verification (counts and digests of both tables) in one process;
+each starts once the node runs no compaction and runs in a child process whose peak RSS (VmHWM)
+it reports at its end. Prints a row per size and the spread of the rates across sizes; asserts
+nothing about time.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import sys
 import time
 
 from testkit import generator
+from testkit.statements import sstable_tasks
 
 from trade_migration.core import tokens
 from trade_migration.core.config import Config
@@ -67,6 +69,15 @@ def ensure(session, config: Config, n: int) -> None:
         state.mark(name, phases.COMPLETED, run_id="growth", actor="bench", reason="benchmark of growth")
 
 
+def settle(session, limit_s: float = 900) -> float:
+    """Wait until the node runs no compaction (its writes of one step are not the next one's cost);
+    the seconds waited."""
+    began = time.monotonic()
+    while list(session.execute(sstable_tasks())) and time.monotonic() - began < limit_s:
+        time.sleep(2)
+    return time.monotonic() - began
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 5_000_000])
@@ -76,14 +87,16 @@ def main() -> None:
     for n in args.sizes:
         config = Config(keyspace=f"growth_{n}")
         ensure(session, config, n)
+        waited = settle(session)
         copied, copy_s, copy_mb = child(BACKFILL, config.keyspace, "--backfill-id", "growth")
+        waited += settle(session)
         checked, check_s, check_mb = child(VERIFY, config.keyspace)
         both = checked["source_rows"] + checked["target_rows"]
         rows.append((n, copied["rows_written"] / copy_s, copy_mb, both / check_s, check_mb))
         print(f"{n:>10,} trades: backfill {copied['rows_written']:,} rows in {copy_s:,.1f} s ="
               f" {rows[-1][1]:,.0f} output rows/s, peak RSS {copy_mb:,.0f} MB; full verification"
               f" {both:,} rows of both tables in {check_s:,.1f} s = {rows[-1][3]:,.0f} rows/s ({checked['status']}),"
-              f" peak RSS {check_mb:,.0f} MB", flush=True)
+              f" peak RSS {check_mb:,.0f} MB ({waited:,.0f} s waited for the node's compactions first)", flush=True)
     session.cluster.shutdown()
     print("\n| trades | backfill rows/s | backfill peak RSS | full verification rows/s | verification peak RSS |")
     print("|---|---|---|---|---|")

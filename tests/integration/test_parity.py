@@ -323,6 +323,10 @@ def test_a_sampled_run_checks_its_seeded_ranges_and_the_last_day(db, cfg, tmp_pa
     assert found(out) == {(MISSING, sampled_old, buyer[0], "BUY", ()),
                           (MISSING, recent_id, recent_rows[0][0], "BUY", ()),
                           (MISSING, recent_id, recent_rows[1][0], "SELL", ())}
+    # recent_hours bounds the sweep: half an hour misses the trade settled an hour ago, 0 checks the sample alone
+    for hours in (0.5, 0):
+        _, alone = verify(db, cfg, SAMPLED, sample_share=0.25, seed=1234, recent_hours=hours)
+        assert found(alone) == {(MISSING, sampled_old, buyer[0], "BUY", ())}
     facts = json.loads(report.write(run, out, tmp_path)["summary"].read_text())
     assert (facts["seed"], facts["sample_share"], facts["splits"]) == (1234, 0.25, SPLITS)
     assert facts["chosen_ranges"] == [probe.ranges[i].label for i in probe.chosen]

@@ -54,3 +54,9 @@ def cells_with_times(keyspace: str, table: str) -> str:
     out here (not the product's scan) so a restore is compared independently."""
     cols = ", ".join(f"{c}, WRITETIME({c}), TTL({c})" for c in SETTLED_REGULAR_COLUMNS)
     return in_keyspace(f"SELECT trade_id, {cols} FROM {{ks}}." + identifier(table, what="table"), keyspace)
+
+
+def sstable_tasks() -> str:
+    """The node's running compactions and other sstable tasks (a virtual table): benchmarks wait for
+    none before they measure, so one size's compactions do not land in the next's figures."""
+    return "SELECT keyspace_name, table_name, kind FROM system_views.sstable_tasks"
