@@ -3,7 +3,7 @@
     bin/airflow-env .venv/bin/python bench/verify_speed.py --trades 100000
 
 On keyspace bench_verify (generated only when it does not already hold exactly --trades trades;
-generation runs at roughly 2.7k trades/s here), in one process each:
+generation ran at ~11k trades/s on the local node), in one process each:
   1. the backfill over the whole ring (user_trades emptied first): source rows/s (not with --reuse);
   2. a full verification (counts + digests, row lookups only where digests differ): rows/s;
   3. a sampled verification (--share of the ranges checked row by row, both ways), then the same
