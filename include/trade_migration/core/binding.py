@@ -1,8 +1,8 @@
 """Binding rows to a prepared insert at a fraction of the driver's cost per row.
 
 The driver's PreparedStatement.bind() looks up each column's type, encryption policy and
-serializer for every value: ~13 us a user_trades row, half of the backfill's client CPU on its
-write path. A Binder picks each column's encoder once and writes the same bytes the driver
+serializer for every value: the largest single cost of the backfill's write path in a profile.
+A Binder picks each column's encoder once and writes the same bytes the driver
 writes (tests/integration/test_binding.py compares them) for the types user_trades holds: bigint,
 int, timestamp, text, boolean. Anything else (a null, UNSET_VALUE, an aware datetime, a value of
 another type, column encryption) goes through the driver's bind(), errors included.
