@@ -17,6 +17,7 @@ other run (manual, after a backfill) checks everything and changes nothing.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from airflow.sdk import (
     Asset,
@@ -26,6 +27,7 @@ from airflow.sdk import (
     get_current_context,
     task,
 )
+from airflow.sdk.exceptions import AirflowSkipException
 from migration_alerts import range_label
 from migration_common import (
     DEFAULT_ARGS,
@@ -52,7 +54,9 @@ log = logging.getLogger(__name__)
 # make the DAG processor register the backfill DAG a second time, under this file; the DAG tests
 # check that both name the same asset.
 BACKFILL_DONE = Asset("cassandra://trading/user_trades/backfill")
-NIGHTLY = CronTriggerTimetable("0 2 * * *", timezone="UTC")
+# Only at 02:00: by default Airflow also runs the last 02:00 at once when the DAG is first unpaused
+# within 2.4 hours after it.
+NIGHTLY = CronTriggerTimetable("0 2 * * *", timezone="UTC", run_immediately=timedelta(0))
 
 
 def notify_failure(context) -> None:
@@ -127,6 +131,9 @@ def user_trades_verify():
         ctx = get_current_context()
         p = text_params(ctx["params"])
         with cassandra() as (session, config):
+            waiting = phase.nightly_waits(session, config, _run_type(ctx))
+            if waiting:
+                raise AirflowSkipException(waiting)
             run, batches = phase.start(
                 session, config, mode=p["mode"], run_type=_run_type(ctx), parallelism=p["parallelism"],
                 seed=p["seed"], sample_share=p["sample_share"], recent_hours=p["recent_hours"], splits=p["splits"],
@@ -171,14 +178,15 @@ def user_trades_verify():
             return parity.inspect(session, config, Run.from_json(run), Scope.from_json(scope), batch["ranges"],
                                   _options(ctx["params"]))
 
-    @task(pool=POOL, trigger_rule="none_failed")   # runs when nothing needed a row-by-row look, too
+    # resolve and conclude run when nothing needed a row-by-row look, too; not after a skipped plan
+    @task(pool=POOL, trigger_rule="none_failed_min_one_success")
     def resolve(run: dict, inspections: list[dict]) -> dict | None:
         """Deletes, audited, and outcome of each orphan (None when the run does not resolve them)."""
         with cassandra() as (session, config):
             return parity.resolve(session, config, Run.from_json(run), every(inspections),
                                   actor=actor(get_current_context()))
 
-    @task(trigger_rule="none_failed")   # ParityBroken is Permanent: the retry policy fails it at once
+    @task(trigger_rule="none_failed_min_one_success")   # ParityBroken is Permanent: failed at once
     def conclude(run: dict, surveys: list[dict], inspections: list[dict], resolved: dict | None,
                  healing: dict | None) -> dict:
         ctx = get_current_context()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from trade_migration.state.ledger import Ledger
 from trade_migration.statements.parity_runs import parity_select_recent
 from trade_migration.statements.settled_trades import decode_scanned_trade, scan_settled
 from trade_migration.statements.user_trades import select_user_trade
+from trade_migration.verify import phase
 from trade_migration.verify.policy import default_mode
 from trade_migration.verify.resolve import DELETED, RESOLVED
 
@@ -187,8 +189,8 @@ def test_a_clean_run_records_clean_and_completes_the_phase(bag, verify_env, airf
     assert (row.run_id, row.mode, row.status, row.missing, row.mismatched, row.orphans) == (
         dr.run_id, "full", "clean", 0, 0, 0)
     assert row.ranges_checked == row.ranges_total == 8
-    phase = phases.State(db, airflow_conn).phase(phases.VERIFY)
-    assert (phase.status, phase.run_id, phase.actor) == (phases.COMPLETED, dr.run_id, "alice")
+    record = phases.State(db, airflow_conn).phase(phases.VERIFY)
+    assert (record.status, record.run_id, record.actor) == (phases.COMPLETED, dr.run_id, "alice")
     folder = Path(row.report_path)
     assert folder.parent.parent == verify_env / "reports"
     assert sorted(p.name for p in folder.iterdir()) == [
@@ -268,6 +270,41 @@ def test_verify_refuses_to_run_before_the_backfill_completes(bag, airflow_conn, 
 
 
 # --- the nightly policy ---------------------------------------------------------------------------
+def test_unpausing_the_dag_starts_no_run_before_the_next_0200(bag, monkeypatch):
+    """Airflow's default would run the last 02:00 at once if the DAG is first unpaused up to 2.4 h
+    after it (a failed run in the production-shape test at 02:06)."""
+    import airflow.timetables.trigger as trigger
+    from airflow.serialization.decoders import decode_timetable
+    from airflow.serialization.encoders import encode_timetable
+    from airflow.timetables.base import TimeRestriction
+
+    schedule = decode_timetable(encode_timetable(bag.get_dag("user_trades_verify").timetable))   # the scheduler's
+    first = TimeRestriction(earliest=None, latest=None, catchup=False)
+    for now, expected in ((datetime(2026, 12, 7, 2, 6, tzinfo=UTC), datetime(2026, 12, 8, 2, tzinfo=UTC)),
+                          (datetime(2026, 12, 7, 1, 59, tzinfo=UTC), datetime(2026, 12, 7, 2, tzinfo=UTC))):
+        monkeypatch.setattr(trigger, "utcnow", lambda now=now: now)
+        assert schedule.next_dagrun_info(last_automated_data_interval=None, restriction=first).run_after == expected
+
+
+def test_a_nightly_run_before_the_backfill_completed_ends_skipped(airflow_conn, db, tmp_path, monkeypatch):
+    monkeypatch.setenv("TM_PARITY_NOTIFIER", f"{__name__}:file_notifier")
+    monkeypatch.setenv("TM_TEST_NOTICE_FILE", str(tmp_path / "notice.json"))
+    mark_done(db, airflow_conn, phases.CREATE_TABLE, phases.DUAL_WRITE)
+    dr = scheduled(monkeypatch, FAST)
+    assert str(dr.state) == "success"
+    assert states(dr) == {**{t: {"skipped"} for t in ("plan", "heal", "survey", "narrow", "inspect", "resolve",
+                                                      "conclude")},
+                          "record_unfinished": {"success"}}   # a teardown: it runs, and finds nothing to record
+    assert phases.State(db, airflow_conn).phase(phases.VERIFY) is None and last_parity_run(db, airflow_conn) is None
+    assert not (tmp_path / "notice.json").exists()
+    # what the skip says, and a run someone started is refused
+    assert phase.nightly_waits(db, airflow_conn, "scheduled") == (
+        "nightly verification skipped: phase 'verify' cannot start: backfill not completed yet"
+        " (run user_trades_backfill first)")
+    assert phase.nightly_waits(db, airflow_conn, "manual") is None
+    assert str(fresh().test(run_conf=FAST).state) == "failed"
+
+
 def test_the_nightly_run_heals_repairs_and_resolves_and_says_so(verify_env, airflow_conn, db, monkeypatch):
     orphans, lost = faults(db, airflow_conn)
     dr = scheduled(monkeypatch, {**FAST, "mode": "full"})

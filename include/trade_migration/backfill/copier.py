@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from cassandra import OperationTimedOut, ReadFailure, ReadTimeout
 from cassandra.cluster import Session
 from cassandra.query import BatchStatement, BatchType
 
@@ -27,7 +26,7 @@ from trade_migration.core.config import Config
 from trade_migration.core.convert import Reject, convert, raw_values
 from trade_migration.core.errors import RangeTimeout
 from trade_migration.core.prepared import prepared
-from trade_migration.core.reads import paged
+from trade_migration.core.reads import READ_TIMEOUTS, paged
 from trade_migration.core.settings import (
     BATCH_PARTITIONS,
     BATCH_ROWS,
@@ -46,7 +45,6 @@ from trade_migration.statements.settled_trades import decode_scanned_trade, expi
 from trade_migration.statements.user_trades import insert_user_trade, insert_user_trade_ttl, insert_values
 
 log = logging.getLogger(__name__)
-SCAN_TIMEOUTS = (ReadTimeout, ReadFailure, OperationTimedOut)
 
 
 @dataclass(frozen=True)
@@ -173,7 +171,7 @@ class RangeCopier:
         began = time.monotonic()
         try:
             self._copy(rs)
-        except SCAN_TIMEOUTS as exc:
+        except READ_TIMEOUTS as exc:
             error = self._timed_out(rs, exc)
             metrics.incr("backfill.ranges_failed")
             raise note_range(RangeTimeout(f"range {rs.label}: {error}"), rs.label) from exc
@@ -322,7 +320,7 @@ def run_batch(session: Session, config: Config, backfill_id: str, spans: list, o
         for rs in work:
             try:
                 copier.copy(rs)
-            except (RangeTimeout, *SCAN_TIMEOUTS, *TRANSIENT_ERRORS) as exc:
+            except (RangeTimeout, *READ_TIMEOUTS, *TRANSIENT_ERRORS) as exc:
                 log.warning("range %s failed (%s); continuing with the others", rs.label, exc)
                 failures.append(exc)
     log.info("batch finished: %s", copier.totals.line())

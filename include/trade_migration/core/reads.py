@@ -3,10 +3,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from cassandra import OperationTimedOut, ReadFailure, ReadTimeout
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
 
 from trade_migration.core.settings import IN_FLIGHT, PAGE_TIMEOUT_S
+
+# A read the replicas did not finish in time (server-side timeout or failure, or the client's own):
+# a narrower range may pass where this one did not.
+READ_TIMEOUTS = (ReadTimeout, ReadFailure, OperationTimedOut)
 
 
 def paged(session: Session, stmt, params: tuple, *, timeout: float = PAGE_TIMEOUT_S) -> Iterator[tuple[list, bool]]:

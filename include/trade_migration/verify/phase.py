@@ -16,7 +16,7 @@ from cassandra.cluster import Session
 from trade_migration.core import alerts, metrics, notify
 from trade_migration.core.clock import now
 from trade_migration.core.config import Config
-from trade_migration.core.errors import ParityBroken
+from trade_migration.core.errors import ParityBroken, PhaseOrderError
 from trade_migration.core.settings import DUAL_WRITE_ALERT_PER_HOUR, DUAL_WRITE_ALERT_WINDOW_S
 from trade_migration.dual_write.retries import RetryLog, recorded_since
 from trade_migration.state import phases
@@ -26,6 +26,21 @@ from trade_migration.verify.parity_run import MAX_RESOLVED, RECENT_HOURS, Run
 log = logging.getLogger(__name__)
 # totals kept in the phase record
 RECORDED = ("missing", "mismatched", "orphans", "rejected", "repaired", "resolved")
+
+
+def nightly_waits(session: Session, config: Config, run_type: str) -> str | None:
+    """What a nightly run waits for (the phases verify needs, not completed yet), or None.
+
+    Such a run has nothing to check and ends skipped rather than failed: the schedule keeps running
+    from the day the DAG is unpaused, and a failure every night until the backfill ends would page
+    someone for nothing. A run someone started is refused instead (start: PhaseOrderError)."""
+    if not policy.nightly(run_type):
+        return None
+    try:
+        phases.State(session, config).require(phases.VERIFY)
+    except PhaseOrderError as exc:
+        return f"nightly verification skipped: {exc}"
+    return None
 
 
 def start(session: Session, config: Config, *, run_id: str, actor: str, reason: str, mode: str | None,
