@@ -41,7 +41,7 @@ from trade_migration.statements.settled_trades import (
     scan_settled,
 )
 from trade_migration.statements.user_trades import count_user_trades_range, insert_user_trade, select_user_trade_timed
-from trade_migration.verify import parity, report
+from trade_migration.verify import parity, report, row_parity
 from trade_migration.verify.diffs import MISMATCHED, MISSING, ORPHAN
 from trade_migration.verify.digests import bucket, buckets_of
 from trade_migration.verify.parity_run import ALL, SAMPLED, Scope
@@ -341,10 +341,13 @@ def test_a_sampled_run_checks_its_seeded_ranges_and_the_last_day(db, cfg, tmp_pa
     assert len(auto.ranges) >= 399 and len(auto.chosen) == math.ceil(len(auto.ranges) * 0.05)
 
 
-def test_damage_inside_the_sample_is_found_exactly_and_repaired(db, cfg):
+@pytest.mark.parametrize("lookup_rows", [row_parity.LOOKUP_ROWS, 3], ids=["gathered", "looked_up_every_3_rows"])
+def test_damage_inside_the_sample_is_found_exactly_and_repaired(db, cfg, monkeypatch, lookup_rows):
     """Rows of a sampled trade are read a partition at a time: two damaged rows of one partition,
     a mismatch, and an orphan in a sampled user_trades range are each found once; the same damage
-    outside the sample is not looked at, and the repair fixes what the sample found."""
+    outside the sample is not looked at, and the repair fixes what the sample found. The same
+    whether the expected rows of every sampled range are looked up together or a few at a time."""
+    monkeypatch.setattr(row_parity, "LOOKUP_ROWS", lookup_rows)
     backfilled(db, cfg)
     src = sources(db, cfg)
     symbol_ids = load_symbol_ids(db, cfg.keyspace)
@@ -381,6 +384,21 @@ def test_damage_inside_the_sample_is_found_exactly_and_repaired(db, cfg):
     assert user_trade(db, cfg, outside.key) is None
     assert found(verify(db, cfg, SAMPLED, sample_share=0.25, seed=4321)[1]) == {
         (ORPHAN, 999_999_998, orphan_user, c.side, ())}
+
+
+@pytest.mark.parametrize("lookup_rows", [row_parity.LOOKUP_ROWS, 3], ids=["gathered", "looked_up_every_3_rows"])
+def test_every_expected_row_of_the_sample_is_looked_up(db, cfg, monkeypatch, lookup_rows):
+    """user_trades empty: every row the sampled trades convert to is missing, exactly once, however
+    the forward check gathers them before looking them up."""
+    monkeypatch.setattr(row_parity, "LOOKUP_ROWS", lookup_rows)
+    load_trades(db, cfg, N, SEED)
+    run, out = verify(db, cfg, SAMPLED, sample_share=0.25, seed=4321, recent_hours=0)
+    symbol_ids, chosen = load_symbol_ids(db, cfg.keyspace), set(run.chosen)
+    expected = {(MISSING, r.trade_id, r.user_id, r.side, ()) for t, _ in sources(db, cfg).values()
+                if run.range_index(settled_token(t.trade_id)) in chosen
+                and not isinstance(rows := convert(t, symbol_ids), Reject) for r in rows}
+    assert len(expected) > 100 and found(out) == expected
+    assert (out.total.missing, out.total.mismatched, out.total.orphans) == (len(expected), 0, 0)
 
 
 # --- live writes --------------------------------------------------------------------------------
@@ -420,6 +438,7 @@ def test_a_difference_counts_only_if_seen_twice(db, cfg):
     checker = Checker(db, cfg, run, Scope(forward={i: ALL for i in range(SPLITS)}))
     for i in range(SPLITS):
         checker.check_range(i)
+    checker.flush()   # the forward check's gathered rows looked up
     assert sorted((d.kind, d.trade_id, d.side) for d in checker.first_look) == [
         (MISSING, a[0], "BUY"), (MISSING, a[0], "SELL"), (MISSING, b[0], "BUY"), (MISSING, b[0], "SELL")]
     for row in convert(a, symbol_ids):   # the lagging write lands

@@ -45,7 +45,10 @@ from trade_migration.verify.repair import repair
 
 IN_KEYS = 100   # keys one read asks for (trades, or rows of one partition): a request per key costs
                 # the client and the coordinator far more than the row itself
-SLICES_PER_READ = 200   # user x clustering key pairs one user_trades read looks for
+SLICES_PER_READ = 800   # user x clustering key pairs one user_trades read looks for
+LOOKUP_ROWS = 40_000    # expected rows the forward check gathers (across the batch's ranges) before
+                        # looking them up: a market maker's wide partition costs the node about as
+                        # much for one key as for a hundred, so the more keys per read, the cheaper
 
 
 def counterpart(trade: SettledTrade | None, urow: UserTrade, symbol_ids: dict[str, int]) -> UserTrade | str:
@@ -112,6 +115,7 @@ class Checker:
         self._lock = threading.Lock()               # ranges are checked by several threads
         self.diffs: list[Diff] = []                 # confirmed, after recheck()
         self._first: dict[tuple, Diff] = {}         # first-look differences by (direction, range, key)
+        self._gathered: list[tuple] = []            # (range, write time, expected row) not looked up yet
 
     def tally(self, i: int) -> Tally:
         return self.tallies.setdefault(i, Tally())
@@ -123,15 +127,16 @@ class Checker:
 
     # --- first look ---------------------------------------------------------------------------
     def check_range(self, i: int) -> None:
-        """The first look at one range. Rows are counted as checked (and rejects as rejected)
-        unless the run only looks again where digests differ: the survey counted those."""
+        """The first look at one range (its expected rows gathered for lookup: flush() ends the
+        forward check). Rows are counted as checked (and rejects as rejected) unless the run only
+        looks again where digests differ: the survey counted those."""
         rng = self.run.ranges[i]
         how = self.scope.forward.get(i)
         if how is not None:
             scan, params = ((self.scan_recent, (rng.start, rng.end, self.run.recent_since)) if how == RECENTLY_SETTLED
                             else (self.scan_source, (rng.start, rng.end)))
             for page in pages(self.session, scan, params, timeout=self.timeout):
-                self._note(self.forward(i, how, page, counting=how != CELLS))
+                self._gather(self._expected(i, how, page, counting=how != CELLS))
         how = self.scope.reverse.get(i)
         if how is not None:
             for page in pages(self.session, self.scan_target, (rng.start, rng.end), timeout=self.timeout):
@@ -163,8 +168,11 @@ class Checker:
     # --- forward: settled trade -> its two rows -------------------------------------------------
     def forward(self, i: int, how: str, rows: list, *, counting: bool) -> list[Diff]:
         """Differences of these settled_trades rows (scan_settled shape); counting on the first look."""
-        t0, tally = self.run.started_us, self.tally(i)
-        wanted = []
+        return self._compare(self._expected(i, how, rows, counting=counting))
+
+    def _expected(self, i: int, how: str, rows: list, *, counting: bool) -> list[tuple]:
+        """(range, write time, expected row) of these settled_trades rows; their rejects noted."""
+        tally, wanted = self.tally(i), []
         for token, trade, written, _ in self.run.before_start(rows, decode_scanned_trade, tally, counting=counting):
             out = convert(trade, self.symbol_ids)
             if counting:
@@ -173,10 +181,29 @@ class Checker:
                 if counting:
                     self._reject(i, trade.trade_id, out)
                 continue
-            wanted += [(written, urow) for urow in self.scope.forward_rows(how, token, out)]
-        found = self.targets([u.key for _, u in wanted])
+            wanted += [(i, written, urow) for urow in self.scope.forward_rows(how, token, out)]
+        return wanted
+
+    def _gather(self, wanted: list[tuple]) -> None:
+        """Keep expected rows until LOOKUP_ROWS are waiting, then look them up (in this thread)."""
+        with self._lock:
+            self._gathered += wanted
+            if len(self._gathered) < LOOKUP_ROWS:
+                return
+            batch, self._gathered = self._gathered, []
+        self._note(self._compare(batch))
+
+    def flush(self) -> None:
+        """Look up what is still gathered (once every range has been read)."""
+        batch, self._gathered = self._gathered, []
+        self._note(self._compare(batch))
+
+    def _compare(self, wanted: list[tuple]) -> list[Diff]:
+        """Missing and mismatched rows among these expected rows, read in as few requests as their keys allow."""
+        t0 = self.run.started_us
+        found = self.targets([u.key for _, _, u in wanted])
         diffs = []
-        for (written, urow), got in zip(wanted, found, strict=True):
+        for (i, written, urow), got in zip(wanted, found, strict=True):
             if got is None:
                 diffs.append(missing(i, urow, written))
                 continue
@@ -268,6 +295,7 @@ def inspect(session: Session, config: Config, run: Run, scope: Scope, indexes: l
         checker.tally(i)
     with ThreadPoolExecutor(max_workers=scan_threads, thread_name_prefix="inspect") as pool:
         list(pool.map(checker.check_range, indexes))
+    checker.flush()
     checker.recheck()
     if run.repair:
         repair(checker)
