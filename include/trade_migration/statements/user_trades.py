@@ -20,6 +20,7 @@ from trade_migration.statements.text import column_list, in_keyspace, markers, n
 # insert writes them all, so their newest is the row's); the positions follow from that order.
 _TIMED = ("token(user_id, symbol_id), " + column_list(USER_TRADE_COLUMNS) + ", "
           + writetimes(USER_TRADE_REGULAR))
+_UNTIMED = "token(user_id, symbol_id), " + column_list(USER_TRADE_COLUMNS)   # stops after the columns
 _TOKEN = 0
 _ROW = slice(_TOKEN + 1, _TOKEN + 1 + len(USER_TRADE_COLUMNS))
 _WRITETIMES = slice(_ROW.stop, None)
@@ -29,11 +30,12 @@ _KEY = " AND ".join(f"{c} = ?" for c in USER_TRADE_KEY)   # binds UserTrade.key
 class ScannedUserTrade(NamedTuple):
     token: int
     row: UserTrade
-    written: int      # the row's newest write time, microseconds
+    written: int      # the row's newest write time, microseconds (0 if untimed)
 
 
 def decode_timed_user_trade(row) -> ScannedUserTrade:
-    """A scan_user_trades_timed or select_user_trade_timed row, named."""
+    """A scan_user_trades_timed, select_user_trade_timed or select_user_trades_by_keys row, named
+    (an untimed one: written 0)."""
     return ScannedUserTrade(row[_TOKEN], UserTrade._make(row[_ROW]), newest(row[_WRITETIMES]))
 
 
@@ -88,14 +90,14 @@ def select_user_trade_timed(keyspace: str) -> str:
     return in_keyspace("SELECT " + _TIMED + " FROM {ks}.user_trades WHERE " + _KEY, keyspace)
 
 
-def select_user_trades_by_keys(keyspace: str) -> str:
+def select_user_trades_by_keys(keyspace: str, *, timed: bool = True) -> str:
     """Rows of one symbol by users and clustering keys (binds a list of user_id, the symbol_id, a
-    list of (settled_at, trade_id, side)), shaped like scan_user_trades_timed rows: one request
-    reads what a verification wants from several partitions. It returns every existing row of
-    every user x key pair, so the caller keeps the pairs it asked for."""
+    list of (settled_at, trade_id, side)), shaped like scan_user_trades_timed rows (untimed: without
+    write times): one request reads what a verification wants from several partitions. It returns
+    every existing row of every user x key pair, so the caller keeps the pairs it asked for."""
     clustering = ", ".join(USER_TRADE_KEY[len(USER_TRADE_PARTITION):])
-    return in_keyspace("SELECT " + _TIMED + " FROM {ks}.user_trades WHERE user_id IN ? AND symbol_id = ?"
-                       " AND (" + clustering + ") IN ?", keyspace)
+    return in_keyspace("SELECT " + (_TIMED if timed else _UNTIMED) + " FROM {ks}.user_trades"
+                       " WHERE user_id IN ? AND symbol_id = ? AND (" + clustering + ") IN ?", keyspace)
 
 
 def count_user_trades_range(keyspace: str) -> str:

@@ -106,8 +106,10 @@ class Checker:
         self.scan_recent = prepared(session, scan_settled_since(ks), consistency=cl, fetch_size=fetch_size)
         self.scan_target = prepared(session, scan_user_trades_timed(ks), consistency=cl,
                                     fetch_size=fetch_size)
-        self.get_sources = prepared(session, select_settled_in(ks), consistency=cl)
-        self.get_by_keys = prepared(session, select_user_trades_by_keys(ks), consistency=cl)
+        # by timed: the first look reads values only, the recheck and the repair write times too
+        self.get_sources = {t: prepared(session, select_settled_in(ks, timed=t), consistency=cl) for t in (True, False)}
+        self.get_by_keys = {t: prepared(session, select_user_trades_by_keys(ks, timed=t), consistency=cl)
+                            for t in (True, False)}
         self.symbol_ids = load_symbol_ids(session, ks)
         self.tallies: dict[int, Tally] = {}
         self.rejects: list[dict] = []
@@ -142,9 +144,9 @@ class Checker:
             for page in pages(self.session, self.scan_target, (rng.start, rng.end), timeout=self.timeout):
                 self._note(self.reverse(i, how, page, counting=how != CELLS))
 
-    def _sources(self, ids: list[int]) -> list:
+    def _sources(self, ids: list[int], *, timed: bool = True) -> list:
         """The trades of these ids that exist (scan_settled shape), IN_KEYS per read."""
-        return list(rows_of(self.session, self.get_sources, [(c,) for c in chunked(ids, IN_KEYS)],
+        return list(rows_of(self.session, self.get_sources[timed], [(c,) for c in chunked(ids, IN_KEYS)],
                             concurrency=self._reads_in_flight))
 
     @property
@@ -153,11 +155,12 @@ class Checker:
         as `concurrency` single lookups would."""
         return max(1, self.concurrency * 8 // IN_KEYS)
 
-    def targets(self, keys: list[tuple]) -> list:
-        """The timed row (or None) under each user_trades key, in order: one read for many keys
+    def targets(self, keys: list[tuple], *, timed: bool = True) -> list:
+        """The row (or None) under each user_trades key, in order: one read for many keys
         (reads_of), rather than one per key."""
         found = {_identity(decode_timed_user_trade(r).row.key): r
-                 for r in rows_of(self.session, self.get_by_keys, reads_of(keys), concurrency=self._reads_in_flight)}
+                 for r in rows_of(self.session, self.get_by_keys[timed], reads_of(keys),
+                                  concurrency=self._reads_in_flight)}
         return [found.get(_identity(key)) for key in keys]
 
     def _note(self, diffs: list[Diff]) -> None:
@@ -191,17 +194,19 @@ class Checker:
             if len(self._gathered) < LOOKUP_ROWS:
                 return
             batch, self._gathered = self._gathered, []
-        self._note(self._compare(batch))
+        self._note(self._compare(batch, timed=False))
 
     def flush(self) -> None:
         """Look up what is still gathered (once every range has been read)."""
         batch, self._gathered = self._gathered, []
-        self._note(self._compare(batch))
+        self._note(self._compare(batch, timed=False))
 
-    def _compare(self, wanted: list[tuple]) -> list[Diff]:
-        """Missing and mismatched rows among these expected rows, read in as few requests as their keys allow."""
+    def _compare(self, wanted: list[tuple], *, timed: bool = True) -> list[Diff]:
+        """Missing and mismatched rows among these expected rows, read in as few requests as their
+        keys allow. Untimed (a first look), a row rewritten since the run started is not told
+        apart: where it differs, the recheck reads its write time."""
         t0 = self.run.started_us
-        found = self.targets([u.key for _, _, u in wanted])
+        found = self.targets([u.key for _, _, u in wanted], timed=timed)
         diffs = []
         for (i, written, urow), got in zip(wanted, found, strict=True):
             if got is None:
@@ -236,7 +241,8 @@ class Checker:
                 continue
             tally.target_rows += int(counting)
             keep.append((tgt_tok, src_tok, urow, row_written))
-        found = {scanned_trade_id(r): r for r in self._sources(sorted({u.trade_id for _, _, u, _ in keep}))}
+        found = {scanned_trade_id(r): r for r in self._sources(sorted({u.trade_id for _, _, u, _ in keep}),
+                                                               timed=not first)}   # see _compare
         diffs = []
         for tgt_tok, src_tok, urow, row_written in keep:
             source = found.get(urow.trade_id)
