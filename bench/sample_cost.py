@@ -1,5 +1,5 @@
 """What a sampled verification's key reads cost the node against a scan: why a 5% sample costs
-about a third of a full run rather than a twentieth.
+about a fifth of a full run rather than a twentieth.
 
     bin/airflow-env python bench/sample_cost.py --keyspace bench_verify
 
