@@ -85,8 +85,8 @@ def reads_of(keys: list[tuple]) -> list[tuple]:
         group: list[int] = []
         wanted: list[tuple] = []
         for user_id, clustering in sorted(users.items(), key=lambda u: -len(u[1])):
-            for part in chunked(clustering, IN_KEYS):
-                if group and (len(group) + 1) * (len(wanted) + len(part)) > SLICES_PER_READ:
+            for part in chunked(clustering, IN_KEYS):   # a user's next chunk never joins its last
+                if group and (user_id in group or (len(group) + 1) * (len(wanted) + len(part)) > SLICES_PER_READ):
                     reads.append((group, symbol_id, wanted))
                     group, wanted = [], []
                 group, wanted = [*group, user_id], wanted + part

@@ -50,7 +50,7 @@ def survey(session: Session, config: Config, run: Run, indexes: list[int], *, fe
                 tallies[i] = part.tally
                 for k, d in part.digests.items():
                     digests[k].merge(d)
-                rejects += part.rejects
+                rejects += part.rejects[:max(0, run.report_cap - len(rejects))]   # what the report keeps
                 reasons.update(part.reasons)
         for i, (settled, target) in zip(indexes, counting.result(), strict=True):
             tallies[i].settled, tallies[i].user_trades = settled, target
