@@ -9,11 +9,10 @@ from trade_migration.statements.text import column_list, in_keyspace, markers, n
 # A scanned row is the token, the trade's columns, the write times of its regular columns (the
 # source row's write time is the newest of those), then their TTLs (the row's is the soonest);
 # the positions follow from that order.
-_SCANNED = ("token(trade_id), " + column_list(SETTLED_COLUMNS) + ", " + writetimes(SETTLED_REGULAR) + ", "
-            + ", ".join(f"TTL({c})" for c in SETTLED_REGULAR))
 # An untimed row stops after the columns (a verification's first look: write times matter only
-# where values differ, and cost the node a third more per row).
+# where values differ, and cost the node more per row).
 _UNTIMED = "token(trade_id), " + column_list(SETTLED_COLUMNS)
+_SCANNED = _UNTIMED + ", " + writetimes(SETTLED_REGULAR) + ", " + ", ".join(f"TTL({c})" for c in SETTLED_REGULAR)
 _TOKEN = 0
 _TRADE = slice(_TOKEN + 1, _TOKEN + 1 + len(SETTLED_COLUMNS))
 _WRITETIMES = slice(_TRADE.stop, _TRADE.stop + len(SETTLED_REGULAR))

@@ -18,9 +18,8 @@ from trade_migration.statements.text import column_list, in_keyspace, markers, n
 
 # A timed row is the token, the row's columns, then the write times of its regular columns (an
 # insert writes them all, so their newest is the row's); the positions follow from that order.
-_TIMED = ("token(user_id, symbol_id), " + column_list(USER_TRADE_COLUMNS) + ", "
-          + writetimes(USER_TRADE_REGULAR))
 _UNTIMED = "token(user_id, symbol_id), " + column_list(USER_TRADE_COLUMNS)   # stops after the columns
+_TIMED = _UNTIMED + ", " + writetimes(USER_TRADE_REGULAR)
 _TOKEN = 0
 _ROW = slice(_TOKEN + 1, _TOKEN + 1 + len(USER_TRADE_COLUMNS))
 _WRITETIMES = slice(_ROW.stop, None)

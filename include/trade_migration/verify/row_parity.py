@@ -47,8 +47,8 @@ IN_KEYS = 100   # keys one read asks for (trades, or rows of one partition): a r
                 # the client and the coordinator far more than the row itself
 SLICES_PER_READ = 800   # user x clustering key pairs one user_trades read looks for
 LOOKUP_ROWS = 40_000    # expected rows the forward check gathers (across the batch's ranges) before
-                        # looking them up: a market maker's wide partition costs the node about as
-                        # much for one key as for a hundred, so the more keys per read, the cheaper
+                        # looking them up: the more keys of a partition one read asks for, the less
+                        # each costs the node (bench/sample_cost.py)
 
 
 def counterpart(trade: SettledTrade | None, urow: UserTrade, symbol_ids: dict[str, int]) -> UserTrade | str:
