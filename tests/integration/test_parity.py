@@ -208,6 +208,7 @@ def test_planted_faults_are_found_counted_exactly_and_repaired(db, cfg, tmp_path
         *{(ORPHAN, t, r[0], r[4], ()) for t in gone_trades for r in convert(src[t][0], symbol_ids)},
     }
     rejected = sum(generated.rejects.values()) + len(gone_trades)
+    reject_ids = sorted(t for t, (tr, _) in sources(db, cfg).items() if isinstance(convert(tr, now_ids), Reject))
 
     # found, by all three ways of looking, and counted exactly
     run, out = verify(db, cfg)
@@ -230,6 +231,10 @@ def test_planted_faults_are_found_counted_exactly_and_repaired(db, cfg, tmp_path
     _, every_range = verify(db, cfg, SAMPLED, sample_share=1.0, report_cap=4)
     assert (every_range.total.missing, every_range.total.mismatched, every_range.total.orphans) == (6, 3, t.orphans)
     assert len(every_range.diffs) == 4 and found(every_range) < expected
+    # the rejects listed: all of them, or the report_cap lowest ids, whichever thread met them first
+    assert len(reject_ids) == rejected and [r["trade_id"] for r in out.rejects] == reject_ids
+    assert [r["trade_id"] for r in every_range.rejects] == reject_ids[:4]
+    assert [r["trade_id"] for r in verify(db, cfg, report_cap=4)[1].rejects] == reject_ids[:4]
 
     # the report and the parity_runs row
     paths = report.write(run, out, tmp_path / "broken")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from datetime import UTC, datetime
 from itertools import pairwise
 
@@ -26,9 +27,27 @@ from trade_migration.verify.parity_run import (
     derive_seed,
     merge_tallies,
 )
+from trade_migration.verify.rejects import Rejects
 
 ROW = (5, 1, datetime(2026, 5, 1, 12, 0, 0, 123000), 10_000_001, "BUY", 6_700_000, 12, None, 20_000_002, 7,
        True, None, 1_250_000)
+
+
+def test_the_rejects_listed_are_the_lowest_trade_ids_whatever_order_they_came_in():
+    entries = [{"range": t % 7, "trade_id": t, "reason": f"r{t}"} for t in range(1000, 0, -3)]
+    lowest = sorted(entries, key=lambda e: e["trade_id"])[:5]
+    for seed in range(3):
+        shuffled = random.Random(seed).sample(entries, len(entries))
+        one = Rejects(5)
+        for e in shuffled:
+            one.add(e)
+        halves = Rejects(5), Rejects(5)
+        for n, e in enumerate(shuffled):
+            halves[n % 2].add(e)
+        assert one.sorted() == halves[0].merge(halves[1]).sorted() == lowest
+    kept = Rejects(0)
+    kept.add(entries[0])
+    assert kept.sorted() == []
 
 
 def test_a_digest_tells_equal_row_sets_from_different_ones_in_any_order():

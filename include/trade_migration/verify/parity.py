@@ -175,7 +175,7 @@ def inspect(session: Session, config: Config, run: Run, scope: Scope, indexes: l
     return {
         "tallies": {str(i): t.to_json() for i, t in checker.tallies.items()},
         "diffs": [d.to_json() for d in checker.diffs[:run.report_cap]],
-        "rejects": checker.rejects,
+        "rejects": checker.rejects.sorted(),
         "rejected_by_reason": dict(checker.reasons),
         # what the resolve deletes: all of them, unless more than it may delete in the whole run
         "orphans": [d.to_json() for d in checker.diffs if d.kind == ORPHAN][:run.resolve_limit]
@@ -200,7 +200,7 @@ class Outcome:
     tallies: dict[int, Tally]
     total: Tally
     diffs: list[dict]              # capped at the run's report_cap, ordered
-    rejects: list[dict]            # capped likewise
+    rejects: list[dict]            # the report_cap lowest trade ids (verify/rejects.py)
     rejected_by_reason: dict
     counts: dict | None            # whole-table counts (full runs)
     duration_s: float

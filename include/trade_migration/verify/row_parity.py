@@ -41,6 +41,7 @@ from trade_migration.statements.user_trades import (
 )
 from trade_migration.verify.diffs import MISMATCHED, MISSING, REVERSE, Diff, compare, mismatch, missing, orphan
 from trade_migration.verify.parity_run import CELLS, RECENTLY_SETTLED, Run, Scope, Tally
+from trade_migration.verify.rejects import Rejects
 from trade_migration.verify.repair import repair
 
 IN_KEYS = 100   # keys one read asks for (trades, or rows of one partition): a request per key costs
@@ -112,7 +113,7 @@ class Checker:
                             for t in (True, False)}
         self.symbol_ids = load_symbol_ids(session, ks)
         self.tallies: dict[int, Tally] = {}
-        self.rejects: list[dict] = []
+        self.rejects = Rejects(run.report_cap)
         self.reasons: Counter = Counter()
         self._lock = threading.Lock()               # ranges are checked by several threads
         self.diffs: list[Diff] = []                 # confirmed, after recheck()
@@ -224,8 +225,7 @@ class Checker:
         self.tally(i).rejected += 1   # a range's tally belongs to the one thread checking it
         with self._lock:
             self.reasons[out.code] += 1
-            if len(self.rejects) < self.run.report_cap:
-                self.rejects.append({"range": i, "trade_id": trade_id, "reason": out.reason})
+            self.rejects.add({"range": i, "trade_id": trade_id, "reason": out.reason})
 
     # --- reverse: user_trades row -> its trade -------------------------------------------------
     def reverse(self, i: int, how: str, rows: list, *, counting: bool, first: bool = True) -> list[Diff]:

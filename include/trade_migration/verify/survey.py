@@ -6,6 +6,7 @@ table is verified at scan speed.
 """
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,6 +24,7 @@ from trade_migration.statements.user_trades import decode_timed_user_trade, scan
 from trade_migration.verify.counts import range_counts
 from trade_migration.verify.digests import Digest, bucket, row_hash
 from trade_migration.verify.parity_run import FULL, Run, Tally
+from trade_migration.verify.rejects import Rejects
 
 EXPECTED_TARGET, EXPECTED_SOURCE, ACTUAL_TARGET, ACTUAL_SOURCE = (
     "expected_target", "expected_source", "actual_target", "actual_source")
@@ -38,7 +40,7 @@ def survey(session: Session, config: Config, run: Run, indexes: list[int], *, fe
     """
     tallies = {i: Tally() for i in indexes}
     digests = {k: Digest() for k in (EXPECTED_TARGET, EXPECTED_SOURCE, ACTUAL_TARGET, ACTUAL_SOURCE)}
-    rejects: list[dict] = []
+    rejects = Rejects(run.report_cap)
     reasons: Counter = Counter()
     digesting = run.mode == FULL and run.narrow
     with ThreadPoolExecutor(max_workers=1 + scan_threads, thread_name_prefix="survey") as pool:
@@ -46,34 +48,35 @@ def survey(session: Session, config: Config, run: Run, indexes: list[int], *, fe
                                concurrency=count_concurrency)
         if digesting:
             scan = _RangeDigest(session, config, run, fetch_size, page_timeout)
-            for i, part in zip(indexes, pool.map(scan, indexes), strict=True):
-                tallies[i] = part.tally
+            tallies.update(zip(indexes, pool.map(scan, indexes), strict=True))
+            for part in scan.parts:
                 for k, d in part.digests.items():
                     digests[k].merge(d)
-                rejects += part.rejects[:max(0, run.report_cap - len(rejects))]   # what the report keeps
+                rejects.merge(part.rejects)
                 reasons.update(part.reasons)
         for i, (settled, target) in zip(indexes, counting.result(), strict=True):
             tallies[i].settled, tallies[i].user_trades = settled, target
     return {
         "tallies": {str(i): t.to_json() for i, t in tallies.items()},
         "digests": {k: d.to_json() for k, d in digests.items()} if digesting else None,
-        "rejects": rejects[:run.report_cap],
+        "rejects": rejects.sorted(),
         "rejected_by_reason": dict(reasons),
     }
 
 
 class _Part:
-    """What one range's scans found; merged by the caller, so threads share nothing."""
+    """What one thread's scans found, over every range it scanned: digests of a thousand buckets
+    each, so one per thread rather than one per range keeps memory flat however many ranges a
+    batch has."""
 
-    def __init__(self) -> None:
-        self.tally = Tally()
+    def __init__(self, report_cap: int) -> None:
         self.digests = {k: Digest() for k in (EXPECTED_TARGET, EXPECTED_SOURCE, ACTUAL_TARGET, ACTUAL_SOURCE)}
-        self.rejects: list[dict] = []
+        self.rejects = Rejects(report_cap)
         self.reasons: Counter = Counter()
 
 
 class _RangeDigest:
-    """Scans one range of both tables into a _Part."""
+    """Scans one range of both tables into its thread's _Part; returns the range's Tally."""
 
     def __init__(self, session, config, run, fetch_size, page_timeout):
         ks = config.keyspace
@@ -83,16 +86,22 @@ class _RangeDigest:
         self.scan_target = prepared(session, scan_user_trades_timed(ks),
                                     consistency=config.read_cl, fetch_size=fetch_size)
         self.symbol_ids = load_symbol_ids(session, ks)
+        self.parts: list[_Part] = []
+        self._mine = threading.local()
 
-    def __call__(self, i: int) -> _Part:
-        part = _Part()
-        self.settled(i, part)
-        self.user_trades(i, part)
-        return part
+    def __call__(self, i: int) -> Tally:
+        part = getattr(self._mine, "part", None)
+        if part is None:
+            part = self._mine.part = _Part(self.run.report_cap)
+            self.parts.append(part)   # list.append is atomic
+        tally = Tally()
+        self.settled(i, part, tally)
+        self.user_trades(i, part, tally)
+        return tally
 
-    def settled(self, i: int, part: _Part) -> None:
+    def settled(self, i: int, part: _Part, tally: Tally) -> None:
         """Expected rows: every in-scope trade converted, as the backfill converts it."""
-        rng, tally, symbol_ids = self.run.ranges[i], part.tally, self.symbol_ids
+        rng, symbol_ids = self.run.ranges[i], self.symbol_ids
         by_target, by_source = part.digests[EXPECTED_TARGET].add, part.digests[EXPECTED_SOURCE].add
         for page in pages(self.session, self.scan_source, (rng.start, rng.end), timeout=self.timeout):
             for token, trade, _, _ in self.run.before_start(page, decode_scanned_trade, tally):
@@ -101,8 +110,7 @@ class _RangeDigest:
                 if isinstance(out, Reject):
                     tally.rejected += 1
                     part.reasons[out.code] += 1
-                    if len(part.rejects) < self.run.report_cap:
-                        part.rejects.append({"range": i, "trade_id": trade.trade_id, "reason": out.reason})
+                    part.rejects.add({"range": i, "trade_id": trade.trade_id, "reason": out.reason})
                     continue
                 source_bucket = bucket(token)
                 for urow in out:
@@ -110,9 +118,9 @@ class _RangeDigest:
                     by_target(bucket(user_trades_token(urow.user_id, urow.symbol_id)), h)
                     by_source(source_bucket, h)
 
-    def user_trades(self, i: int, part: _Part) -> None:
+    def user_trades(self, i: int, part: _Part, tally: Tally) -> None:
         """Actual rows, each under its own token and under its trade's settled_trades token."""
-        rng, tally = self.run.ranges[i], part.tally
+        rng = self.run.ranges[i]
         by_target, by_source = part.digests[ACTUAL_TARGET].add, part.digests[ACTUAL_SOURCE].add
         for page in pages(self.session, self.scan_target, (rng.start, rng.end), timeout=self.timeout):
             for token, urow, _ in self.run.before_start(page, decode_timed_user_trade, tally):

@@ -1,0 +1,33 @@
+"""The rejects a verification run lists: the `cap` lowest trade ids of all it saw, whatever order
+its threads and tasks saw them in, so two runs over the same tables list the same ones (their
+counts by reason are kept whole, beside the list)."""
+from __future__ import annotations
+
+import heapq
+import itertools
+
+
+class Rejects:
+    """At most `cap` entries ({"range", "trade_id", "reason"}); past that, an entry with a lower
+    trade id pushes out the highest one kept."""
+
+    def __init__(self, cap: int):
+        self.cap = cap
+        self._heap: list[tuple[int, int, dict]] = []   # (-trade_id, arrival, entry): the highest id on top
+        self._arrival = itertools.count()              # orders equal ids without comparing entries
+
+    def add(self, entry: dict) -> None:
+        item = (-entry["trade_id"], next(self._arrival), entry)
+        if len(self._heap) < self.cap:
+            heapq.heappush(self._heap, item)
+        elif self._heap and item[0] > self._heap[0][0]:
+            heapq.heapreplace(self._heap, item)
+
+    def merge(self, other: Rejects) -> Rejects:
+        for _, _, entry in other._heap:
+            self.add(entry)
+        return self
+
+    def sorted(self) -> list[dict]:
+        """The entries kept, by trade id."""
+        return [entry for _, _, entry in sorted(self._heap, key=lambda item: (-item[0], item[1]))]
