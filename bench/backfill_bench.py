@@ -9,8 +9,8 @@ too). Each prints output rows/s and CPU seconds per million output rows of the c
 local node (scripts/cassandra's JVM). Then (a) the pure-write ceiling of the same driver (prepared
 inserts of ready rows, same in-flight bound), (a') the backfill's own write path on ready rows,
 (b) a naive one-row-at-a-time loop; the ratios round by round and their medians; and the peak RSS
-of a backfill process over ~10% and 100% of the trades. `--also-from OTHER/include` runs another
-checkout's backfill in each round.
+of a backfill process over 10% and 100% of the trades, each copied in SPLITS ranges (so only the
+size differs). `--also-from OTHER/include` runs another checkout's backfill in each round.
 """
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ class Run(NamedTuple):
     per_process: list[float]   # each process's output rows/s over its own copy
 
 
-def run_backfill(config, backfill_id, batches, src=None) -> Run:
+def run_backfill(config, backfill_id, batches, src=None, splits: int = SPLITS) -> Run:
     """One backfill process per batch of ranges, run together as mapped Airflow tasks are; `src`, another
     checkout's include/ folder, runs that code instead (a before/after in the same run)."""
     # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child would report this process's size
@@ -97,7 +97,7 @@ def run_backfill(config, backfill_id, batches, src=None) -> Run:
     if src:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(Path(src).resolve()), env.get("PYTHONPATH"))))
     cpu, node, t = child_cpu(), node_cpu(), time.monotonic()
-    procs = [subprocess.Popen([sys.executable, "-c", code, "--backfill-id", backfill_id, "--splits", str(SPLITS),
+    procs = [subprocess.Popen([sys.executable, "-c", code, "--backfill-id", backfill_id, "--splits", str(splits),
                                "--ranges", *[r.label for r in batch]], env=env, stdout=subprocess.PIPE, text=True)
              for batch in batches]
     outs = [p.communicate()[0] for p in procs]
@@ -242,9 +242,11 @@ def main():
     for name in (phases.CREATE_TABLE, phases.DUAL_WRITE):
         state.mark(name, phases.COMPLETED, run_id="bench", actor="bench", reason="benchmark of the backfill alone")
 
-    ranges = tokens.split_ring(tokens.ring_tokens(session), SPLITS)
+    ring = tokens.ring_tokens(session)
+    ranges = tokens.split_ring(ring, SPLITS)
     reset_target(session, config.keyspace)
-    part = run_backfill(config, "bench_part", [ranges[:max(1, SPLITS // 10)]])
+    # a tenth of the ring, copied in as many ranges as the whole ring is: only the size differs
+    part = run_backfill(config, "bench_part", [tokens.split_ring(ring, 10 * SPLITS)[:SPLITS]], splits=10 * SPLITS)
     rows = ready_rows(session, config.keyspace, args.baseline_rows)
     ones, copies, pars, old_rates, peaks = [], [], [], [], []
     for n in range(1, args.rounds + 1):
