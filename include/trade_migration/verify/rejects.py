@@ -23,11 +23,6 @@ class Rejects:
         elif self._heap and item[0] > self._heap[0][0]:
             heapq.heapreplace(self._heap, item)
 
-    def merge(self, other: Rejects) -> Rejects:
-        for _, _, entry in other._heap:
-            self.add(entry)
-        return self
-
     def sorted(self) -> list[dict]:
         """The entries kept, by trade id."""
         return [entry for _, _, entry in sorted(self._heap, key=lambda item: (-item[0], item[1]))]

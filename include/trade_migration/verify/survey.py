@@ -52,8 +52,7 @@ def survey(session: Session, config: Config, run: Run, indexes: list[int], *, fe
             for part in scan.parts:
                 for k, d in part.digests.items():
                     digests[k].merge(d)
-                rejects.merge(part.rejects)
-                reasons.update(part.reasons)
+            rejects, reasons = scan.rejects, scan.reasons
         for i, (settled, target) in zip(indexes, counting.result(), strict=True):
             tallies[i].settled, tallies[i].user_trades = settled, target
     return {
@@ -69,10 +68,8 @@ class _Part:
     each, so one per thread rather than one per range keeps memory flat however many ranges a
     batch has."""
 
-    def __init__(self, report_cap: int) -> None:
+    def __init__(self) -> None:
         self.digests = {k: Digest() for k in (EXPECTED_TARGET, EXPECTED_SOURCE, ACTUAL_TARGET, ACTUAL_SOURCE)}
-        self.rejects = Rejects(report_cap)
-        self.reasons: Counter = Counter()
 
 
 class _RangeDigest:
@@ -88,11 +85,16 @@ class _RangeDigest:
         self.symbol_ids = load_symbol_ids(session, ks)
         self.parts: list[_Part] = []
         self._mine = threading.local()
+        # rejects are rare: one list for all threads, under a lock, holds report_cap entries at most
+        # (one per thread would hold that many per thread)
+        self.rejects = Rejects(run.report_cap)
+        self.reasons: Counter = Counter()
+        self._lock = threading.Lock()
 
     def __call__(self, i: int) -> Tally:
         part = getattr(self._mine, "part", None)
         if part is None:
-            part = self._mine.part = _Part(self.run.report_cap)
+            part = self._mine.part = _Part()
             self.parts.append(part)   # list.append is atomic
         tally = Tally()
         self.settled(i, part, tally)
@@ -109,8 +111,9 @@ class _RangeDigest:
                 out = convert(trade, symbol_ids)
                 if isinstance(out, Reject):
                     tally.rejected += 1
-                    part.reasons[out.code] += 1
-                    part.rejects.add({"range": i, "trade_id": trade.trade_id, "reason": out.reason})
+                    with self._lock:
+                        self.reasons[out.code] += 1
+                        self.rejects.add({"range": i, "trade_id": trade.trade_id, "reason": out.reason})
                     continue
                 source_bucket = bucket(token)
                 for urow in out:
