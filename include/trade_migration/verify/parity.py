@@ -176,7 +176,7 @@ def inspect(session: Session, config: Config, run: Run, scope: Scope, indexes: l
         "tallies": {str(i): t.to_json() for i, t in checker.tallies.items()},
         "diffs": [d.to_json() for d in checker.diffs[:run.report_cap]],
         "rejects": checker.rejects.sorted(),
-        "rejected_by_reason": dict(checker.reasons),
+        "rejected_by_reason": dict(checker.rejects.by_reason),
         # what the resolve deletes: all of them, unless more than it may delete in the whole run
         "orphans": [d.to_json() for d in checker.diffs if d.kind == ORPHAN][:run.resolve_limit]
         if run.resolve_orphans else [],

@@ -5,16 +5,29 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import threading
+from collections import Counter
+
+from trade_migration.core.convert import Reject
 
 
 class Rejects:
     """At most `cap` entries ({"range", "trade_id", "reason"}); past that, an entry with a lower
-    trade id pushes out the highest one kept."""
+    trade id pushes out the highest one kept. `note` may be called from several threads: rejects
+    are rare, so one list under a lock costs little and holds `cap` entries whatever the threads."""
 
     def __init__(self, cap: int):
         self.cap = cap
+        self.by_reason: Counter = Counter()            # every reject, by code
         self._heap: list[tuple[int, int, dict]] = []   # (-trade_id, arrival, entry): the highest id on top
         self._arrival = itertools.count()              # orders equal ids without comparing entries
+        self._lock = threading.Lock()
+
+    def note(self, i: int, trade_id: int, out: Reject) -> None:
+        """A trade of range `i` the conversion rejected: counted by reason, listed if among the lowest."""
+        with self._lock:
+            self.by_reason[out.code] += 1
+            self.add({"range": i, "trade_id": trade_id, "reason": out.reason})
 
     def add(self, entry: dict) -> None:
         item = (-entry["trade_id"], next(self._arrival), entry)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
 from cassandra.cluster import Session
@@ -114,7 +114,6 @@ class Checker:
         self.symbol_ids = load_symbol_ids(session, ks)
         self.tallies: dict[int, Tally] = {}
         self.rejects = Rejects(run.report_cap)
-        self.reasons: Counter = Counter()
         self._lock = threading.Lock()               # ranges are checked by several threads
         self.diffs: list[Diff] = []                 # confirmed, after recheck()
         self._first: dict[tuple, Diff] = {}         # first-look differences by (direction, range, key)
@@ -223,9 +222,7 @@ class Checker:
 
     def _reject(self, i: int, trade_id: int, out: Reject) -> None:
         self.tally(i).rejected += 1   # a range's tally belongs to the one thread checking it
-        with self._lock:
-            self.reasons[out.code] += 1
-            self.rejects.add({"range": i, "trade_id": trade_id, "reason": out.reason})
+        self.rejects.note(i, trade_id, out)
 
     # --- reverse: user_trades row -> its trade -------------------------------------------------
     def reverse(self, i: int, how: str, rows: list, *, counting: bool, first: bool = True) -> list[Diff]:

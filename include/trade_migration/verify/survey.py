@@ -7,7 +7,6 @@ table is verified at scan speed.
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from cassandra.cluster import Session
@@ -30,6 +29,10 @@ EXPECTED_TARGET, EXPECTED_SOURCE, ACTUAL_TARGET, ACTUAL_SOURCE = (
     "expected_target", "expected_source", "actual_target", "actual_source")
 
 
+def _digests() -> dict[str, Digest]:
+    return {k: Digest() for k in (EXPECTED_TARGET, EXPECTED_SOURCE, ACTUAL_TARGET, ACTUAL_SOURCE)}
+
+
 def survey(session: Session, config: Config, run: Run, indexes: list[int], *, fetch_size: int = FETCH_SIZE,
            count_concurrency: int = COUNTS_IN_FLIGHT, scan_threads: int = 4,
            page_timeout: float = PAGE_TIMEOUT_S) -> dict:
@@ -39,9 +42,8 @@ def survey(session: Session, config: Config, run: Run, indexes: list[int], *, fe
     several keep the replicas busy while the client works through the pages it has.
     """
     tallies = {i: Tally() for i in indexes}
-    digests = {k: Digest() for k in (EXPECTED_TARGET, EXPECTED_SOURCE, ACTUAL_TARGET, ACTUAL_SOURCE)}
+    digests = _digests()
     rejects = Rejects(run.report_cap)
-    reasons: Counter = Counter()
     digesting = run.mode == FULL and run.narrow
     with ThreadPoolExecutor(max_workers=1 + scan_threads, thread_name_prefix="survey") as pool:
         counting = pool.submit(range_counts, session, config, [run.ranges[i] for i in indexes],
@@ -50,30 +52,21 @@ def survey(session: Session, config: Config, run: Run, indexes: list[int], *, fe
             scan = _RangeDigest(session, config, run, fetch_size, page_timeout)
             tallies.update(zip(indexes, pool.map(scan, indexes), strict=True))
             for part in scan.parts:
-                for k, d in part.digests.items():
+                for k, d in part.items():
                     digests[k].merge(d)
-            rejects, reasons = scan.rejects, scan.reasons
+            rejects = scan.rejects
         for i, (settled, target) in zip(indexes, counting.result(), strict=True):
             tallies[i].settled, tallies[i].user_trades = settled, target
     return {
         "tallies": {str(i): t.to_json() for i, t in tallies.items()},
         "digests": {k: d.to_json() for k, d in digests.items()} if digesting else None,
         "rejects": rejects.sorted(),
-        "rejected_by_reason": dict(reasons),
+        "rejected_by_reason": dict(rejects.by_reason),
     }
 
 
-class _Part:
-    """What one thread's scans found, over every range it scanned: digests of a thousand buckets
-    each, so one per thread rather than one per range keeps memory flat however many ranges a
-    batch has."""
-
-    def __init__(self) -> None:
-        self.digests = {k: Digest() for k in (EXPECTED_TARGET, EXPECTED_SOURCE, ACTUAL_TARGET, ACTUAL_SOURCE)}
-
-
 class _RangeDigest:
-    """Scans one range of both tables into its thread's _Part; returns the range's Tally."""
+    """Scans one range of both tables into its thread's digests; returns the range's Tally."""
 
     def __init__(self, session, config, run, fetch_size, page_timeout):
         ks = config.keyspace
@@ -83,37 +76,33 @@ class _RangeDigest:
         self.scan_target = prepared(session, scan_user_trades_timed(ks),
                                     consistency=config.read_cl, fetch_size=fetch_size)
         self.symbol_ids = load_symbol_ids(session, ks)
-        self.parts: list[_Part] = []
+        # each thread's digests over every range it scanned (a thousand buckets each): one set per
+        # thread rather than per range keeps memory flat however many ranges a batch has
+        self.parts: list[dict[str, Digest]] = []
         self._mine = threading.local()
-        # rejects are rare: one list for all threads, under a lock, holds report_cap entries at most
-        # (one per thread would hold that many per thread)
-        self.rejects = Rejects(run.report_cap)
-        self.reasons: Counter = Counter()
-        self._lock = threading.Lock()
+        self.rejects = Rejects(run.report_cap)    # one for all threads
 
     def __call__(self, i: int) -> Tally:
         part = getattr(self._mine, "part", None)
         if part is None:
-            part = self._mine.part = _Part()
+            part = self._mine.part = _digests()
             self.parts.append(part)   # list.append is atomic
         tally = Tally()
         self.settled(i, part, tally)
         self.user_trades(i, part, tally)
         return tally
 
-    def settled(self, i: int, part: _Part, tally: Tally) -> None:
+    def settled(self, i: int, part: dict[str, Digest], tally: Tally) -> None:
         """Expected rows: every in-scope trade converted, as the backfill converts it."""
         rng, symbol_ids = self.run.ranges[i], self.symbol_ids
-        by_target, by_source = part.digests[EXPECTED_TARGET].add, part.digests[EXPECTED_SOURCE].add
+        by_target, by_source = part[EXPECTED_TARGET].add, part[EXPECTED_SOURCE].add
         for page in pages(self.session, self.scan_source, (rng.start, rng.end), timeout=self.timeout):
             for token, trade, _, _ in self.run.before_start(page, decode_scanned_trade, tally):
                 tally.source_rows += 1
                 out = convert(trade, symbol_ids)
                 if isinstance(out, Reject):
                     tally.rejected += 1
-                    with self._lock:
-                        self.reasons[out.code] += 1
-                        self.rejects.add({"range": i, "trade_id": trade.trade_id, "reason": out.reason})
+                    self.rejects.note(i, trade.trade_id, out)
                     continue
                 source_bucket = bucket(token)
                 for urow in out:
@@ -121,10 +110,10 @@ class _RangeDigest:
                     by_target(bucket(user_trades_token(urow.user_id, urow.symbol_id)), h)
                     by_source(source_bucket, h)
 
-    def user_trades(self, i: int, part: _Part, tally: Tally) -> None:
+    def user_trades(self, i: int, part: dict[str, Digest], tally: Tally) -> None:
         """Actual rows, each under its own token and under its trade's settled_trades token."""
         rng = self.run.ranges[i]
-        by_target, by_source = part.digests[ACTUAL_TARGET].add, part.digests[ACTUAL_SOURCE].add
+        by_target, by_source = part[ACTUAL_TARGET].add, part[ACTUAL_SOURCE].add
         for page in pages(self.session, self.scan_target, (rng.start, rng.end), timeout=self.timeout):
             for token, urow, _ in self.run.before_start(page, decode_timed_user_trade, tally):
                 tally.target_rows += 1
