@@ -75,7 +75,6 @@ bench: venv db-up
 	$(RUN) python bench/backfill_bench.py --trades $(BENCH_TRADES)
 	$(RUN) python bench/read_latency.py --trades $(BENCH_TRADES) --users $(BENCH_USERS) --keyspace bench
 	$(RUN) python bench/verify_speed.py --trades $(BENCH_TRADES) --keyspace bench
-	$(RUN) python bench/sample_cost.py --keyspace bench
 	$(RUN) python bench/growth.py --sizes $(GROWTH_SIZES)
 	$(RUN) python bench/status_page.py
 	$(RUN) python bench/ledger_plan.py --ranges 8192

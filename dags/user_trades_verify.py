@@ -90,11 +90,12 @@ def _options(p: dict) -> parity.Options:
                       description="full or sampled; empty: TM_NIGHTLY_MODE (sampled) for the nightly"
                                   " schedule, full otherwise."),
         "sample_share": Param(0.05, type="number", exclusiveMinimum=0, maximum=1,
-                              description="Share of token ranges a sampled run checks row by row."),
+                              description="Share of the trades a sampled run checks: those settled in a"
+                                          " seeded window of history, in both tables."),
         "recent_hours": Param(RECENT_HOURS, type="number", minimum=0, maximum=MAX_RECENT_HOURS,
                               description="Sampled runs: also check every trade settled this many hours before"
-                                          " the run, in every range; 0: the sample alone. The node reads every"
-                                          " trade of settled_trades to find them (README: Nightly parity)."),
+                                          " the run; 0: the sample alone. The node reads every row of both"
+                                          " tables to find them (README: Nightly parity)."),
         "seed": Param(None, type=["null", "integer"], minimum=0, maximum=2**63 - 1,
                       description="Seed of the sample; empty: derived from the run id. Recorded either way."),
         "repair": Param(None, type=["null", "boolean"],

@@ -1,4 +1,4 @@
-"""The parts of a verification run that need no database: digests, sampling, scope, status, notices."""
+"""The parts of a verification run that need no database: digests, sample windows, scope, status, notices."""
 from __future__ import annotations
 
 import json
@@ -18,16 +18,15 @@ from trade_migration.verify.parity_run import (
     ALL,
     CELLS,
     FULL,
-    RECENTLY_SETTLED,
     SAMPLED,
     Run,
     Scope,
     Tally,
-    choose,
     derive_seed,
     merge_tallies,
 )
 from trade_migration.verify.rejects import Rejects
+from trade_migration.verify.windows import MAX_MS, MIN_MS, merge, pick
 
 ROW = (5, 1, datetime(2026, 5, 1, 12, 0, 0, 123000), 10_000_001, "BUY", 6_700_000, 12, None, 20_000_002, 7,
        True, None, 1_250_000)
@@ -84,13 +83,21 @@ def test_buckets_cover_the_ring_in_order():
     assert all(b2 in (b1, b1 + 1) for b1, b2 in pairwise(seen))   # shared edges only
 
 
-def test_a_sample_is_seeded_reproducible_and_never_empty():
-    assert choose(100, 0.05, 7) == choose(100, 0.05, 7)
-    assert choose(100, 0.05, 7) != choose(100, 0.05, 8)
-    assert len(choose(100, 0.05, 7)) == 5 and list(choose(100, 0.05, 7)) == sorted(choose(100, 0.05, 7))
-    assert len(choose(3, 0.01, 1)) == 1 and choose(4, 1.0, 1) == (0, 1, 2, 3)
+def test_a_sample_window_is_seeded_holds_its_share_and_is_open_at_the_ends_it_touches():
+    times = list(range(0, 20_000, 10))                     # 2,000 settlement times, ms
+    window = pick(times, 0.05, 7)
+    assert window == pick(times, 0.05, 7) != pick(times, 0.05, 8)
+    start, end = window
+    assert sum(start <= t < end for t in times) == 100     # a twentieth of the times
+    assert pick(times, 1.0, 7) == pick([], 0.05, 7) == (MIN_MS, MAX_MS)   # everything
+    few = list(range(0, 100, 10))
+    ends = {pick(few, 0.5, seed) for seed in range(200)}
+    assert any(a == MIN_MS for a, _ in ends) and any(b == MAX_MS for _, b in ends)
+    assert all(a == MIN_MS or b == MAX_MS or sum(a <= t < b for t in few) == 5 for a, b in ends)
+    assert pick([5] * 100, 0.1, 1)[1] > pick([5] * 100, 0.1, 1)[0]   # one millisecond at least
     with pytest.raises(ValueError):
-        choose(10, 0, 1)
+        pick(times, 0, 1)
+    assert merge([(10, 20), (0, 5), (18, 30), (30, 31), (40, 50)]) == ((0, 5), (10, 31), (40, 50))
     assert derive_seed("scheduled__2026-11-24T02:00:00+00:00") == derive_seed("scheduled__2026-11-24T02:00:00+00:00")
     assert 0 <= derive_seed("x") < 2**63
 
@@ -99,31 +106,33 @@ def run(mode=SAMPLED, **kw) -> Run:
     ranges = tuple(split_ring([0], 4))
     started = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
     return Run(run_id="r", started_us=int(started.timestamp() * 1e6), mode=mode, seed=1, sample_share=0.5,
-               ranges=ranges, chosen=(1, 3), **kw)
+               ranges=ranges, **kw)
 
 
 def test_a_run_survives_json():
-    r = run(repair=True, dual_write_since_us=5)
+    r = run(repair=True, dual_write_since_us=5, windows=((1_000, 2_000), (3_000, MAX_MS)))
     assert Run.from_json(json.loads(json.dumps(r.to_json()))) == r
     assert r.recent_since == datetime(2026, 11, 23, 2, 0)
+    assert r.scans(r.ranges[0]) == [(r.ranges[0].start, r.ranges[0].end, datetime(1970, 1, 1, 0, 0, 1),
+                                     datetime(1970, 1, 1, 0, 0, 2)),
+                                    (r.ranges[0].start, r.ranges[0].end, datetime(1970, 1, 1, 0, 0, 3),
+                                     datetime(9999, 12, 31))]
+    assert run().scans(r.ranges[1]) == [(r.ranges[1].start, r.ranges[1].end)]
     assert [r.range_index(rg.end) for rg in r.ranges] == [0, 1, 2, 3]
     assert [r.range_index(rg.start + 1) for rg in r.ranges] == [0, 1, 2, 3]
-    s = Scope({0: ALL, 1: RECENTLY_SETTLED}, {2: CELLS}, frozenset({1}), frozenset({2, 3}))
+    s = Scope({0: ALL, 1: CELLS}, {2: CELLS}, frozenset({1}), frozenset({2, 3}))
     assert Scope.from_json(json.loads(json.dumps(s.to_json()))) == s
 
 
 def test_the_forward_check_covers_what_it_looks_up_and_nothing_else():
     r = run()
     tok = {i: rg.end for i, rg in enumerate(r.ranges)}
-    day_ago = datetime(2026, 11, 23, 2, 0)
-    s = Scope({0: ALL, 1: RECENTLY_SETTLED})
-    assert s.covers(r, tok[0], None, 0) is True
-    assert s.covers(r, tok[1], day_ago, 0) is True
-    assert s.covers(r, tok[1], datetime(2026, 11, 23, 1, 59), 0) is False
-    assert s.covers(r, tok[2], day_ago, 0) is False
+    s = Scope({0: ALL})
+    assert s.covers(r, tok[0], 0) is True
+    assert s.covers(r, tok[2], 0) is False
     cells = Scope({3: CELLS}, dirty_source=frozenset({bucket(tok[3])}), dirty_target=frozenset({bucket(0)}))
-    assert cells.covers(r, tok[3], None, 0) is True
-    assert cells.covers(r, tok[3], None, MIN_TOKEN + 1) is False
+    assert cells.covers(r, tok[3], 0) is True
+    assert cells.covers(r, tok[3], MIN_TOKEN + 1) is False
 
 
 def test_status_clean_repaired_broken():
@@ -136,11 +145,14 @@ def test_status_clean_repaired_broken():
     assert merged == {0: Tally(missing=3, late=1)}
 
 
-def test_a_sampled_run_reads_its_chosen_ranges_both_ways_and_the_others_for_the_last_day():
-    r = run()
-    s = parity.narrow(r, [])
-    assert s.forward == {0: RECENTLY_SETTLED, 1: ALL, 2: RECENTLY_SETTLED, 3: ALL}
-    assert s.reverse == {1: ALL, 3: ALL}
+def test_a_run_reads_rows_one_by_one_where_digests_differ_or_everywhere_when_not_narrowed():
+    differing = {"expected_source": {"5": [1, 9]}, "actual_source": {}, "expected_target": {"700": [1, 9]},
+                 "actual_target": {}}
+    for mode in (FULL, SAMPLED):
+        s = parity.narrow(run(mode), [{"digests": differing}])
+        assert s.dirty_source == {5} and s.dirty_target == {700}
+        assert s.forward == {0: CELLS} and s.reverse == {i: CELLS for i, rg in enumerate(run().ranges)
+                                                         if 700 in buckets_of(rg)}
     full = parity.narrow(run(FULL, narrow=False), [])
     assert full.forward == full.reverse == {i: ALL for i in range(4)}
     assert parity.narrow(run(FULL), [{"digests": {}}]) == Scope()
@@ -182,15 +194,8 @@ def test_the_notifier_is_pluggable_and_never_silent(tmp_path, caplog):
     assert "user_trades parity broken: d run r1" in caplog.text   # the log got it anyway
 
 
-def test_recent_hours_sets_the_sweep_and_zero_leaves_the_sample_alone():
-    r = run(recent_hours=6)
-    assert r.sweeps_recent and r.recent_since == datetime(2026, 11, 23, 20, 0)
-    assert Run.from_json(json.loads(json.dumps(r.to_json()))) == r
-    alone = run(recent_hours=0)
-    assert not alone.sweeps_recent
-    s = parity.narrow(alone, [])
-    assert (s.forward, s.reverse) == ({1: ALL, 3: ALL}, {1: ALL, 3: ALL})
-    assert not run(FULL).sweeps_recent
+def test_recent_hours_is_kept_within_its_bounds():
+    assert run(recent_hours=6).recent_since == datetime(2026, 11, 23, 20, 0)
     for bad in (-1, 24 * 366 + 1):
         with pytest.raises(ValueError, match="recent_hours must be in"):
             run(recent_hours=bad)

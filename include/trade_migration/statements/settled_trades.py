@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from trade_migration.core.model import SETTLED_COLUMNS, SETTLED_REGULAR, SettledTrade
-from trade_migration.statements.text import column_list, in_keyspace, markers, newest, writetimes
+from trade_migration.statements.text import SETTLED_IN_WINDOW, column_list, in_keyspace, markers, newest, writetimes
 
 # A scanned row is the token, the trade's columns, the write times of its regular columns (the
 # source row's write time is the newest of those), then their TTLs (the row's is the soonest);
@@ -53,9 +53,11 @@ def expiries_differ(row) -> bool:
     return len({ttl for value, ttl in zip(values, row[_TTLS], strict=True) if value is not None}) > 1
 
 
-def scan_settled(keyspace: str, *, bypass_cache: bool = False) -> str:
-    """Token-range scan of settled_trades: the row, its token, write times and TTLs."""
-    tail = " BYPASS CACHE" if bypass_cache else ""
+def scan_settled(keyspace: str, *, bypass_cache: bool = False, windowed: bool = False) -> str:
+    """Token-range scan of settled_trades: the row, its token, write times and TTLs. Windowed (binds
+    start, end, then a settled_at window [from, to)): a sampled parity run's slice of history, which
+    the node picks out of the range (it reads every trade, and sends only those)."""
+    tail = (SETTLED_IN_WINDOW if windowed else "") + (" BYPASS CACHE" if bypass_cache else "")
     return in_keyspace("SELECT " + _SCANNED + " FROM {ks}.settled_trades WHERE token(trade_id) > ?"
                        " AND token(trade_id) <= ?" + tail, keyspace)
 
@@ -72,14 +74,10 @@ def select_settled_in(keyspace: str, *, timed: bool = True) -> str:
                        " WHERE trade_id IN ?", keyspace)
 
 
-def scan_settled_since(keyspace: str) -> str:
-    """The trades of a token range settled since a time (binds start, end, since), shaped like
-    scan_settled rows: a sampled parity run checks the last day's trades of every range. The node
-    filters (ALLOW FILTERING over one range of the verification's plan, a few thousand rows) and
-    sends only those, where a scan sending every trade's time to the client cost more than the
-    rest of a 5% sample."""
-    return in_keyspace("SELECT " + _SCANNED + " FROM {ks}.settled_trades WHERE token(trade_id) > ?"
-                       " AND token(trade_id) <= ? AND settled_at >= ? ALLOW FILTERING", keyspace)
+def settled_times(keyspace: str) -> str:
+    """Settlement times of the trades after a token (binds the token, a limit): what a sampled
+    parity run picks its slice of history from, read at a few seeded places on the ring."""
+    return in_keyspace("SELECT settled_at FROM {ks}.settled_trades WHERE token(trade_id) > ? LIMIT ?", keyspace)
 
 
 def count_settled_range(keyspace: str) -> str:

@@ -15,6 +15,10 @@ def select_from(columns: str, table: str, keyspace: str, where: str = "") -> str
     return in_keyspace(f"SELECT {columns} FROM {{ks}}.{table}" + (f" WHERE {where}" if where else ""), keyspace)
 
 
+# Rows settled in a window [from, to), both tables having settled_at: the node filters a range's rows
+SETTLED_IN_WINDOW = " AND settled_at >= ? AND settled_at < ? ALLOW FILTERING"
+
+
 def column_list(cols: tuple[str, ...]) -> str:
     return ", ".join(cols)
 

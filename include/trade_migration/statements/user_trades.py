@@ -14,7 +14,7 @@ from trade_migration.core.model import (
     USER_TRADE_REGULAR,
     UserTrade,
 )
-from trade_migration.statements.text import column_list, in_keyspace, markers, newest, writetimes
+from trade_migration.statements.text import SETTLED_IN_WINDOW, column_list, in_keyspace, markers, newest, writetimes
 
 # A timed row is the token, the row's columns, then the write times of its regular columns (an
 # insert writes them all, so their newest is the row's); the positions follow from that order.
@@ -77,9 +77,11 @@ def select_user_trade(keyspace: str) -> str:
                        keyspace)
 
 
-def scan_user_trades_timed(keyspace: str, *, bypass_cache: bool = False) -> str:
-    """Token-range scan of user_trades with each row's write times (a parity run skips newer rows)."""
-    tail = " BYPASS CACHE" if bypass_cache else ""
+def scan_user_trades_timed(keyspace: str, *, bypass_cache: bool = False, windowed: bool = False) -> str:
+    """Token-range scan of user_trades with each row's write times (a parity run skips newer rows).
+    Windowed (binds start, end, then a settled_at window [from, to)): a sampled parity run's slice."""
+    tail = (SETTLED_IN_WINDOW if windowed else "") + (
+        " BYPASS CACHE" if bypass_cache else "")
     return in_keyspace("SELECT " + _TIMED + " FROM {ks}.user_trades WHERE token(user_id, symbol_id) > ?"
                        " AND token(user_id, symbol_id) <= ?" + tail, keyspace)
 

@@ -8,18 +8,17 @@ values, so the DAG maps them over token-range batches and run_all() chains them 
 
 A full run compares digests first and looks rows up only where they differ: a key lookup costs
 ten to thirty times a scanned row, and looking up every row would make verification several
-times slower than the backfill it checks. A sampled run checks every row of a seeded share of
-the ranges, both ways, reading their counterparts many keys per request (row_parity.reads_of),
-and every trade settled in the run's last recent_hours (24 unless told; 0: none), which the node
-picks out of each range (reading every trade on the node, sending only those).
+times slower than the backfill it checks. A sampled run does the same over a seeded slice of
+history holding about sample_share of the trades, plus every trade settled in the run's last
+recent_hours (24 unless told; 0: none): both tables' rows settled in those windows, which the
+node picks out of each range (verify/windows.py).
 """
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cassandra.cluster import Session
 
@@ -43,12 +42,9 @@ from trade_migration.verify.parity_run import (
     MAX_RESOLVED,
     MODES,
     RECENT_HOURS,
-    RECENTLY_SETTLED,
-    SAMPLED,
     Run,
     Scope,
     Tally,
-    choose,
     derive_seed,
     merge_tallies,
 )
@@ -58,11 +54,11 @@ from trade_migration.verify.resolve import resolve as resolve_orphans
 from trade_migration.verify.row_parity import inspect as inspect_rows
 from trade_migration.verify.survey import ACTUAL_SOURCE, ACTUAL_TARGET, EXPECTED_SOURCE, EXPECTED_TARGET
 from trade_migration.verify.survey import survey as survey_ranges
+from trade_migration.verify.windows import sample_windows
 
 log = logging.getLogger(__name__)
 CLEAN, BROKEN, REPAIRED = "clean", "broken", "repaired"
 HEALED = ("pending", "healed", "left")   # the healer's counts a run keeps (records of failed dual writes)
-SAMPLED_RANGES = 20   # a sampled run without explicit splits cuts the ring so its share is ~this many ranges
 
 
 @dataclass(frozen=True)
@@ -86,13 +82,16 @@ def plan_run(session: Session, config: Config, *, run_id: str, mode: str, seed: 
         raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
     if not 0 <= recent_hours <= MAX_RECENT_HOURS:
         raise ConfigError(f"recent_hours must be between 0 and {MAX_RECENT_HOURS:g}, got {recent_hours}")
-    # a sample is only as fine as the ranges it picks from
-    at_least = math.ceil(SAMPLED_RANGES / sample_share) if mode == SAMPLED and splits is None else 0
-    ranges = tuple(ring_ranges(session, config.keyspace, splits, at_least=at_least))
+    if not 0 < sample_share <= 1:
+        raise ConfigError(f"sample_share must be in (0, 1], got {sample_share}")
+    ranges = tuple(ring_ranges(session, config.keyspace, splits))
     seed = derive_seed(run_id) if seed is None else int(seed)
-    chosen = tuple(range(len(ranges))) if mode == FULL else choose(len(ranges), sample_share, seed)
-    return Run(run_id=run_id, started_us=clock.micros(started_at or clock.now()), mode=mode, seed=seed,
-               sample_share=sample_share, recent_hours=recent_hours, ranges=ranges, chosen=chosen, repair=repair,
+    started = started_at or clock.now()
+    windows = () if mode == FULL else sample_windows(
+        session, config, share=sample_share, seed=seed,
+        recent_from=started - timedelta(hours=recent_hours) if recent_hours else None)
+    return Run(run_id=run_id, started_us=clock.micros(started), mode=mode, seed=seed,
+               sample_share=sample_share, recent_hours=recent_hours, ranges=ranges, windows=windows, repair=repair,
                resolve_orphans=resolve_orphans, resolve_limit=resolve_limit, narrow=narrow,
                report_cap=report_cap, recheck_delay=recheck_delay, **writer_since(session, config))
 
@@ -113,9 +112,8 @@ def writer_since(session: Session, config: Config) -> dict[str, int]:
 
 
 def survey_indexes(run: Run) -> list[int]:
-    """A full run counts (and digests) the whole ring; a sampled one counts its chosen ranges only:
-    whole-table totals need every range, which is what a sample avoids."""
-    return list(run.checked_ranges)
+    """Every range: a full run surveys the whole ring, a sampled one its windows in every range."""
+    return list(range(len(run.ranges)))
 
 
 def batches(run: Run, indexes: list[int], count: int) -> list[dict]:
@@ -139,11 +137,7 @@ def survey(session: Session, config: Config, run: Run, indexes: list[int], optio
 
 
 def narrow(run: Run, surveys: list[dict]) -> Scope:
-    """Which ranges the row-by-row check reads, and how."""
-    if run.mode == SAMPLED:
-        chosen = set(run.chosen)
-        recent = dict.fromkeys(range(len(run.ranges)), RECENTLY_SETTLED) if run.sweeps_recent else {}
-        return Scope(forward={**recent, **dict.fromkeys(chosen, ALL)}, reverse={i: ALL for i in run.chosen})
+    """Which ranges the row-by-row check reads, and how (in a sampled run, only rows in its windows)."""
     if not run.narrow:
         every = {i: ALL for i in range(len(run.ranges))}
         return Scope(forward=every, reverse=dict(every))
@@ -279,7 +273,7 @@ def record(session: Session, config: Config, run: Run, outcome: Outcome, report_
     """The run's parity_runs row: what the cleanup gate reads."""
     t, h = outcome.total, outcome.healed
     stmt = prepared(session, parity_insert(config.keyspace), consistency=config.write_cl)
-    session.execute(stmt, (run.started_at, run.run_id, run.mode, run.seed, len(run.checked_ranges),
+    session.execute(stmt, (run.started_at, run.run_id, run.mode, run.seed, len(run.ranges),
                            len(run.ranges), outcome.rows_checked, t.missing, t.mismatched, t.orphans,
                            t.rejected, t.repaired, outcome.status, outcome.duration_s, report_path,
                            t.resolved, h["pending"], h["healed"], h["left"]))

@@ -2,14 +2,12 @@
 
 A Run is plain JSON, handed from the planning task to every mapped task, so all of them agree on
 the ranges, the sample, and the moment that bounds the check: anything written after
-`started_us` belongs to the next run. The seed and the chosen ranges are recorded with the run,
-so a sampled run can be reproduced.
+`started_us` belongs to the next run. The seed and the sample's settled_at windows are recorded
+with the run, so a sampled run can be reproduced.
 """
 from __future__ import annotations
 
 import bisect
-import math
-import random
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -24,22 +22,14 @@ MODES = (FULL, SAMPLED)
 MAX_RESOLVED = 1000   # orphans a run may delete; more, and it deletes none (verify/resolve.py)
 RECENT_HOURS = 24.0   # a sampled run also checks every trade settled this recently (unless told otherwise)
 MAX_RECENT_HOURS = 24.0 * 366
-# How a range is looked at row by row: every row; only trades settled in the run's recent hours; only
-# rows in buckets whose digests differ.
-ALL, RECENTLY_SETTLED, CELLS = "all", "recent", "cells"
+# How a range is looked at row by row: every row (in the run's windows); only rows in buckets whose
+# digests differ.
+ALL, CELLS = "all", "cells"
 
 
 def derive_seed(run_id: str) -> int:
     """A seed from the run's id (a positive bigint, as parity_runs.seed stores it)."""
     return int.from_bytes(blake2b(run_id.encode(), digest_size=8).digest(), "big") >> 1
-
-
-def choose(total: int, share: float, seed: int) -> tuple[int, ...]:
-    """A seeded share of the range indexes (at least one), in ring order."""
-    if not 0 < share <= 1:
-        raise ValueError(f"sample_share must be in (0, 1], got {share}")
-    k = min(total, max(1, math.ceil(total * share)))
-    return tuple(sorted(random.Random(seed).sample(range(total), k)))
 
 
 @dataclass(frozen=True)
@@ -50,7 +40,8 @@ class Run:
     seed: int
     sample_share: float
     ranges: tuple[TokenRange, ...]   # the whole ring, in token order
-    chosen: tuple[int, ...]          # indexes checked row by row in both directions (sampled mode)
+    # sampled mode: the settled_at windows [from, to) checked, epoch ms (verify/windows.py); none: every row
+    windows: tuple[tuple[int, int], ...] = ()
     repair: bool = False             # heal, and rewrite missing and mismatched rows
     resolve_orphans: bool = False    # delete confirmed orphans (at most resolve_limit)
     resolve_limit: int = MAX_RESOLVED
@@ -76,10 +67,18 @@ class Run:
         """Naive UTC, as the driver returns settled_at."""
         return clock.naive_utc(self.started_at - timedelta(hours=self.recent_hours))
 
-    @property
-    def sweeps_recent(self) -> bool:
-        """Whether the ranges out of the sample are searched for recently settled trades."""
-        return self.mode == SAMPLED and self.recent_hours > 0
+    @cached_property
+    def window_bounds(self) -> tuple[tuple[datetime, datetime], ...]:
+        """The windows as the windowed scans bind them (naive UTC)."""
+        return tuple((clock.naive_utc(clock.from_micros(a * 1000)), clock.naive_utc(clock.from_micros(b * 1000)))
+                     for a, b in self.windows)
+
+    def scans(self, rng: TokenRange) -> list[tuple]:
+        """The parameters of one range's scans: the whole range, or (windowed statements) the range
+        once per window."""
+        if not self.windows:
+            return [(rng.start, rng.end)]
+        return [(rng.start, rng.end, a, b) for a, b in self.window_bounds]
 
     @cached_property
     def _ends(self) -> list[int]:
@@ -102,20 +101,16 @@ class Run:
     def range_index(self, token: int) -> int:
         return bisect.bisect_left(self._ends, token)
 
-    @property
-    def checked_ranges(self) -> tuple[int, ...]:
-        return tuple(range(len(self.ranges))) if self.mode == FULL else self.chosen
-
     def to_json(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["ranges"] = [[r.start, r.end] for r in self.ranges]
-        data["chosen"] = list(self.chosen)
+        data["windows"] = [list(w) for w in self.windows]
         return data
 
     @classmethod
     def from_json(cls, data: dict) -> Run:
         return cls(**{**data, "ranges": tuple(TokenRange(int(a), int(b)) for a, b in data["ranges"]),
-                      "chosen": tuple(int(i) for i in data["chosen"])})
+                      "windows": tuple((int(a), int(b)) for a, b in data["windows"])})
 
 
 @dataclass(frozen=True)
@@ -142,17 +137,13 @@ class Scope:
             return rows
         return tuple(r for r in rows if self.in_cell(source_tok, user_trades_token(r.user_id, r.symbol_id)))
 
-    def covers(self, run: Run, source_tok: int, settled_at: datetime | None, target_tok: int) -> bool:
+    def covers(self, run: Run, source_tok: int, target_tok: int) -> bool:
         """Whether the forward check looks this expected row up (then it, not the reverse check,
         reports a difference in values, so nothing is counted twice)."""
         how = self.forward.get(run.range_index(source_tok))
         if how == ALL:
             return True
-        if how == RECENTLY_SETTLED:
-            return settled_at is not None and settled_at >= run.recent_since
-        if how == CELLS:
-            return self.in_cell(source_tok, target_tok)
-        return False
+        return how == CELLS and self.in_cell(source_tok, target_tok)
 
     def to_json(self) -> dict:
         return {"forward": {str(k): v for k, v in self.forward.items()},

@@ -59,12 +59,11 @@ def start(session: Session, config: Config, *, run_id: str, actor: str, reason: 
                           resolve_limit=resolve_limit, narrow=not exhaustive, report_cap=report_cap,
                           recheck_delay=recheck_delay_s)
     state.mark(phases.VERIFY, phases.RUNNING, run_id=run.run_id, actor=actor, reason=reason,
-               details={"mode": run.mode, "seed": run.seed, "ranges": len(run.checked_ranges), "repair": run.repair,
+               details={"mode": run.mode, "seed": run.seed, "ranges": len(run.ranges), "repair": run.repair,
                         "resolve_orphans": run.resolve_orphans})
-    log.info("%s run, seed %d: %d of %d token ranges checked row by row%s, rows written after %s left to"
-             " the next run; repair %s, resolve orphans %s", run.mode, run.seed, len(run.checked_ranges),
-             len(run.ranges), f", and trades settled since {run.recent_since} in every range" if run.sweeps_recent
-             else "", run.started_at, run.repair, run.resolve_orphans)
+    log.info("%s run, seed %d: %d token ranges, %s; rows written after %s left to the next run; repair %s,"
+             " resolve orphans %s", run.mode, run.seed, len(run.ranges), report.checked_rows(run), run.started_at,
+             run.repair, run.resolve_orphans)
     return run.to_json(), parity.batches(run, parity.survey_indexes(run), parallelism)
 
 

@@ -23,9 +23,8 @@ def nightly(run_type: str) -> bool:
 
 def default_mode(run_type: str, env: Mapping[str, str] | None = None) -> str:
     """The mode of a run started without one. A manual run, or one triggered by a finished
-    backfill, checks everything; the nightly schedule runs TM_NIGHTLY_MODE, sampled unless set:
-    a sample looks every row up by key, so where a full run's digest scan is cheaper (measure
-    with bench/verify_speed.py), set it to full."""
+    backfill, checks everything; the nightly schedule runs TM_NIGHTLY_MODE, sampled unless set
+    (bench/verify_speed.py measures what a sample costs against a full run)."""
     if not nightly(run_type):
         return FULL
     mode = NIGHTLY_MODE.get(env)

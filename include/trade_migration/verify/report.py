@@ -12,6 +12,7 @@ import html
 import json
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -21,6 +22,7 @@ from trade_migration.core import clock
 from trade_migration.core.settings import report_root
 from trade_migration.verify.parity import Outcome
 from trade_migration.verify.parity_run import SAMPLED, Run
+from trade_migration.verify.windows import MAX_MS, MIN_MS
 
 DIFF_COLUMNS = ("kind", "direction", "range", "trade_id", "user_id", "symbol_id", "settled_at", "side",
                 "columns", "expected", "actual", "detail", "source_written_at", "origin", "repair")
@@ -55,6 +57,25 @@ def _when(us: int | None) -> str:
     return clock.from_micros(us).isoformat() if us else ""
 
 
+def checked_rows(run: Run) -> str:
+    """Which rows a run checks, in words: every row, or those settled in its windows (UTC)."""
+    if not run.windows:
+        return "every row"
+    spans = []
+    for (start, end), (low, high) in zip(run.windows, run.window_bounds, strict=True):
+        if start == MIN_MS:   # (a window open at both ends would be every row: no windows)
+            spans.append(f"before {high:%Y-%m-%d %H:%M:%S}")
+        elif end == MAX_MS:
+            spans.append(f"from {low:%Y-%m-%d %H:%M:%S} on")
+        else:
+            spans.append(f"from {low:%Y-%m-%d %H:%M:%S} until {high:%Y-%m-%d %H:%M:%S}")
+    return "the rows settled " + " and ".join(spans) + " (UTC)"
+
+
+def _instant(at: datetime) -> str:
+    return at.isoformat() + "Z"
+
+
 def write(run: Run, outcome: Outcome, directory: Path | None = None) -> dict[str, Path]:
     """Write every file of the run's report; returns their paths."""
     folder = Path(directory or report_dir(run.run_id))
@@ -84,11 +105,12 @@ def write(run: Run, outcome: Outcome, directory: Path | None = None) -> dict[str
 
 
 def run_facts(run: Run) -> dict:
-    """What is needed to reproduce the run: mode, seed, share, the ranges and which were chosen."""
+    """What is needed to reproduce the run: mode, seed, share, the ranges and the windows checked."""
+    sampled = run.mode == SAMPLED
     return {"run_id": run.run_id, "mode": run.mode, "started_at": run.started_at.isoformat(), "seed": run.seed,
-            "sample_share": run.sample_share if run.mode == SAMPLED else None, "splits": len(run.ranges),
-            "chosen_ranges": [run.ranges[i].label for i in run.chosen] if run.mode == SAMPLED else "all",
-            "recent_since": run.recent_since.isoformat() + "Z" if run.sweeps_recent else None,
+            "sample_share": run.sample_share if sampled else None, "splits": len(run.ranges),
+            "recent_hours": run.recent_hours if sampled else None,
+            "settled_windows": [[_instant(a), _instant(b)] for a, b in run.window_bounds] if sampled else "all",
             "repair": run.repair, "resolve_orphans": run.resolve_orphans, "resolve_limit": run.resolve_limit,
             "narrowed_by_digests": run.narrow,
             "dual_write_since": _when(run.dual_write_since_us) or None,
@@ -129,7 +151,7 @@ def summary_html(run: Run, outcome: Outcome, summary: dict) -> str:
     facts = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(summary.get(k, '')))}</td></tr>"
                     for k in figures)
     setup = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v, default=str))}</td></tr>"
-                    for k, v in run_facts(run).items() if k != "chosen_ranges")
+                    for k, v in run_facts(run).items())
     shown = outcome.diffs[:DIFFS_SHOWN]
     diffs = ("<p>No differences.</p>" if not outcome.diffs else
              f"<p>{len(outcome.diffs):,} differences listed"
@@ -155,7 +177,7 @@ def summary_html(run: Run, outcome: Outcome, summary: dict) -> str:
 def format_summary(run: Run, outcome: Outcome) -> str:
     """One log line."""
     s = outcome.summary()
-    return (f"parity {s['status']} ({run.mode}, seed {run.seed}, {len(run.checked_ranges)}/{len(run.ranges)} ranges):"
+    return (f"parity {s['status']} ({run.mode}, seed {run.seed}, {len(run.ranges)} ranges, {checked_rows(run)}):"
             f" {s['rows_checked']:,} rows checked, missing {s['missing']}, mismatched {s['mismatched']},"
             f" orphans {s['orphans']}, settled in new_only {s['new_only']}, rejected {s['rejected']},"
             f" repaired {s['repaired']}, resolved {s['resolved']},"

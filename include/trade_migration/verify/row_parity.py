@@ -30,7 +30,6 @@ from trade_migration.core.tokens import settled_token
 from trade_migration.statements.settled_trades import (
     decode_scanned_trade,
     scan_settled,
-    scan_settled_since,
     scanned_trade_id,
     select_settled_in,
 )
@@ -40,7 +39,7 @@ from trade_migration.statements.user_trades import (
     select_user_trades_by_keys,
 )
 from trade_migration.verify.diffs import MISMATCHED, MISSING, REVERSE, Diff, compare, mismatch, missing, orphan
-from trade_migration.verify.parity_run import CELLS, RECENTLY_SETTLED, Run, Scope, Tally
+from trade_migration.verify.parity_run import CELLS, Run, Scope, Tally
 from trade_migration.verify.rejects import Rejects
 from trade_migration.verify.repair import repair
 
@@ -49,7 +48,7 @@ IN_KEYS = 100   # keys one read asks for (trades, or rows of one partition): a r
 SLICES_PER_READ = 800   # user x clustering key pairs one user_trades read looks for
 LOOKUP_ROWS = 40_000    # expected rows the forward check gathers (across the batch's ranges) before
                         # looking them up: the more keys of a partition one read asks for, the less
-                        # each costs the node (bench/sample_cost.py)
+                        # each costs the node
 
 
 def counterpart(trade: SettledTrade | None, urow: UserTrade, symbol_ids: dict[str, int]) -> UserTrade | str:
@@ -103,9 +102,10 @@ class Checker:
         ks, cl = config.keyspace, config.read_cl
         self.session, self.config, self.run, self.scope = session, config, run, scope
         self.concurrency, self.timeout = concurrency, page_timeout
-        self.scan_source = prepared(session, scan_settled(ks), consistency=cl, fetch_size=fetch_size)
-        self.scan_recent = prepared(session, scan_settled_since(ks), consistency=cl, fetch_size=fetch_size)
-        self.scan_target = prepared(session, scan_user_trades_timed(ks), consistency=cl,
+        windowed = bool(run.windows)   # a sampled run reads the rows settled in its windows
+        self.scan_source = prepared(session, scan_settled(ks, windowed=windowed), consistency=cl,
+                                    fetch_size=fetch_size)
+        self.scan_target = prepared(session, scan_user_trades_timed(ks, windowed=windowed), consistency=cl,
                                     fetch_size=fetch_size)
         # by timed: the first look reads values only, the recheck and the repair write times too
         self.get_sources = {t: prepared(session, select_settled_in(ks, timed=t), consistency=cl) for t in (True, False)}
@@ -132,17 +132,17 @@ class Checker:
         """The first look at one range (its expected rows gathered for lookup: flush() ends the
         forward check). Rows are counted as checked (and rejects as rejected) unless the run only
         looks again where digests differ: the survey counted those."""
-        rng = self.run.ranges[i]
+        scans = self.run.scans(self.run.ranges[i])
         how = self.scope.forward.get(i)
         if how is not None:
-            scan, params = ((self.scan_recent, (rng.start, rng.end, self.run.recent_since)) if how == RECENTLY_SETTLED
-                            else (self.scan_source, (rng.start, rng.end)))
-            for page in pages(self.session, scan, params, timeout=self.timeout):
-                self._gather(self._expected(i, how, page, counting=how != CELLS))
+            for params in scans:
+                for page in pages(self.session, self.scan_source, params, timeout=self.timeout):
+                    self._gather(self._expected(i, how, page, counting=how != CELLS))
         how = self.scope.reverse.get(i)
         if how is not None:
-            for page in pages(self.session, self.scan_target, (rng.start, rng.end), timeout=self.timeout):
-                self._note(self.reverse(i, how, page, counting=how != CELLS))
+            for params in scans:
+                for page in pages(self.session, self.scan_target, params, timeout=self.timeout):
+                    self._note(self.reverse(i, how, page, counting=how != CELLS))
 
     def _sources(self, ids: list[int], *, timed: bool = True) -> list:
         """The trades of these ids that exist (scan_settled shape), IN_KEYS per read."""
@@ -253,7 +253,7 @@ class Checker:
             expected = counterpart(trade, urow, self.symbol_ids)
             if isinstance(expected, str):
                 diffs.append(orphan(i, urow, row_written, expected, written))
-            elif expected != urow and not self.scope.covers(self.run, src_tok, trade.settled_at, tgt_tok):
+            elif expected != urow and not self.scope.covers(self.run, src_tok, tgt_tok):
                 diffs.append(mismatch(i, expected, urow, compare(expected, urow), written, direction=REVERSE))
         return diffs
 

@@ -1,5 +1,6 @@
-"""The first pass over a batch of token ranges: row counts of both tables and, in a full run,
-the digests of what user_trades should hold and of what it holds.
+"""The first pass over a batch of token ranges: row counts of both tables (a full run) and the
+digests of what user_trades should hold and of what it holds (in a sampled run, of the rows
+settled in its windows).
 
 Counts run alongside the scans; both scans read each row once and look nothing up, so a clean
 table is verified at scan speed.
@@ -36,7 +37,7 @@ def _digests() -> dict[str, Digest]:
 def survey(session: Session, config: Config, run: Run, indexes: list[int], *, fetch_size: int = FETCH_SIZE,
            count_concurrency: int = COUNTS_IN_FLIGHT, scan_threads: int = 4,
            page_timeout: float = PAGE_TIMEOUT_S) -> dict:
-    """Counts (and in a full, narrowed run the digests) of these ranges, JSON-ready.
+    """Counts (a full run) and digests (a narrowed run) of these ranges, JSON-ready.
 
     Ranges are scanned by `scan_threads` threads: a scan mostly waits for its next page, so
     several keep the replicas busy while the client works through the pages it has.
@@ -44,10 +45,11 @@ def survey(session: Session, config: Config, run: Run, indexes: list[int], *, fe
     tallies = {i: Tally() for i in indexes}
     digests = _digests()
     rejects = Rejects(run.report_cap)
-    digesting = run.mode == FULL and run.narrow
+    digesting = run.narrow
     with ThreadPoolExecutor(max_workers=1 + scan_threads, thread_name_prefix="survey") as pool:
+        # whole-table counts need every row of every range, which is what a sample avoids
         counting = pool.submit(range_counts, session, config, [run.ranges[i] for i in indexes],
-                               concurrency=count_concurrency)
+                               concurrency=count_concurrency) if run.mode == FULL else None
         if digesting:
             scan = _RangeDigest(session, config, run, fetch_size, page_timeout)
             tallies.update(zip(indexes, pool.map(scan, indexes), strict=True))
@@ -55,7 +57,7 @@ def survey(session: Session, config: Config, run: Run, indexes: list[int], *, fe
                 for k, d in part.items():
                     digests[k].merge(d)
             rejects = scan.rejects
-        for i, (settled, target) in zip(indexes, counting.result(), strict=True):
+        for i, (settled, target) in zip(indexes, counting.result(), strict=True) if counting else ():
             tallies[i].settled, tallies[i].user_trades = settled, target
     return {
         "tallies": {str(i): t.to_json() for i, t in tallies.items()},
@@ -71,9 +73,10 @@ class _RangeDigest:
     def __init__(self, session, config, run, fetch_size, page_timeout):
         ks = config.keyspace
         self.session, self.run, self.timeout = session, run, page_timeout
-        self.scan_source = prepared(session, scan_settled(ks), consistency=config.read_cl,
+        windowed = bool(run.windows)
+        self.scan_source = prepared(session, scan_settled(ks, windowed=windowed), consistency=config.read_cl,
                                     fetch_size=fetch_size)
-        self.scan_target = prepared(session, scan_user_trades_timed(ks),
+        self.scan_target = prepared(session, scan_user_trades_timed(ks, windowed=windowed),
                                     consistency=config.read_cl, fetch_size=fetch_size)
         self.symbol_ids = load_symbol_ids(session, ks)
         # each thread's digests over every range it scanned (a thousand buckets each): one set per
@@ -92,11 +95,15 @@ class _RangeDigest:
         self.user_trades(i, part, tally)
         return tally
 
+    def _pages(self, scan, i: int):
+        for params in self.run.scans(self.run.ranges[i]):
+            yield from pages(self.session, scan, params, timeout=self.timeout)
+
     def settled(self, i: int, part: dict[str, Digest], tally: Tally) -> None:
         """Expected rows: every in-scope trade converted, as the backfill converts it."""
-        rng, symbol_ids = self.run.ranges[i], self.symbol_ids
+        symbol_ids = self.symbol_ids
         by_target, by_source = part[EXPECTED_TARGET].add, part[EXPECTED_SOURCE].add
-        for page in pages(self.session, self.scan_source, (rng.start, rng.end), timeout=self.timeout):
+        for page in self._pages(self.scan_source, i):
             for token, trade, _, _ in self.run.before_start(page, decode_scanned_trade, tally):
                 tally.source_rows += 1
                 out = convert(trade, symbol_ids)
@@ -112,9 +119,8 @@ class _RangeDigest:
 
     def user_trades(self, i: int, part: dict[str, Digest], tally: Tally) -> None:
         """Actual rows, each under its own token and under its trade's settled_trades token."""
-        rng = self.run.ranges[i]
         by_target, by_source = part[ACTUAL_TARGET].add, part[ACTUAL_SOURCE].add
-        for page in pages(self.session, self.scan_target, (rng.start, rng.end), timeout=self.timeout):
+        for page in self._pages(self.scan_target, i):
             for token, urow, _ in self.run.before_start(page, decode_timed_user_trade, tally):
                 tally.target_rows += 1
                 h = row_hash(urow)
