@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import math
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -35,18 +34,18 @@ from trade_migration.state.flags import DUAL_WRITE, Flags
 from trade_migration.state.ledger import Ledger
 from trade_migration.statements.parity_runs import parity_select_recent
 from trade_migration.statements.settled_trades import (
-    count_settled_range,
     decode_scanned_trade,
     insert_settled,
     scan_settled,
 )
-from trade_migration.statements.user_trades import count_user_trades_range, insert_user_trade, select_user_trade_timed
+from trade_migration.statements.user_trades import insert_user_trade, select_user_trade_timed
 from trade_migration.verify import parity, report, row_parity
 from trade_migration.verify.diffs import MISMATCHED, MISSING, ORPHAN
 from trade_migration.verify.digests import bucket, buckets_of
 from trade_migration.verify.parity_run import ALL, SAMPLED, Scope
 from trade_migration.verify.repair import AT_RUN_START
 from trade_migration.verify.row_parity import Checker
+from trade_migration.verify.windows import MAX_MS, MIN_MS
 
 N, SEED, SPLITS = 2000, 77, 8
 LIVE_FIRST = 700_000_000
@@ -132,16 +131,14 @@ def test_a_clean_backfill_is_clean_in_every_mode(db, cfg):
     assert exhaustive.status == parity.CLEAN
     assert (exhaustive.total.source_rows, exhaustive.total.target_rows) == (N, 2 * generated.convertible)
 
-    run, sampled = verify(db, cfg, SAMPLED, sample_share=0.25, seed=5)
-    assert sampled.status == parity.CLEAN and sampled.counts is None
-    assert len(run.chosen) == 2   # 25% of 8 ranges
-    in_chosen = [run.ranges[i] for i in run.chosen]
-    n_source = sum(db.execute(prepared(db, count_settled_range(cfg.keyspace)), (r.start, r.end)).one()[0]
-                   for r in in_chosen)
-    n_target = sum(db.execute(prepared(db, count_user_trades_range(cfg.keyspace)), (r.start, r.end)).one()[0]
-                   for r in in_chosen)
+    run, sampled = verify(db, cfg, SAMPLED, sample_share=0.25, seed=5, recent_hours=0)
+    assert sampled.status == parity.CLEAN and sampled.counts is None and len(run.windows) == 1
+    (start, end), = run.window_bounds
+    n_source = sum(start <= t.settled_at < end for t, _ in sources(db, cfg).values() if t.settled_at)
+    n_target = sum(start <= at < end for at, in db.execute(f"SELECT settled_at FROM {cfg.keyspace}.user_trades"))
+    assert 0.15 * N < n_source < 0.35 * N   # about the share asked for
     assert (sampled.total.source_rows, sampled.total.target_rows) == (n_source, n_target)
-    assert (sampled.total.settled, sampled.total.user_trades) == (n_source, n_target)
+    assert (sampled.total.settled, sampled.total.user_trades) == (0, 0)   # no whole-table counts
 
 
 # --- planted faults -----------------------------------------------------------------------------
@@ -299,30 +296,33 @@ def test_repair_of_nothing_but_missing_rows_ends_repaired_then_clean(db, cfg):
 
 
 # --- sampling -----------------------------------------------------------------------------------
-def test_a_sampled_run_checks_its_seeded_ranges_and_the_last_day(db, cfg, tmp_path):
+def test_a_sampled_run_checks_its_seeded_window_and_the_last_day(db, cfg, tmp_path):
     backfilled(db, cfg)
     src = sources(db, cfg)
     symbol_ids = load_symbol_ids(db, cfg.keyspace)
-    probe = new_run(db, cfg, SAMPLED, sample_share=0.25, seed=1234)
-    assert probe.chosen == new_run(db, cfg, SAMPLED, sample_share=0.25, seed=1234).chosen   # reproducible
-    chosen = {probe.ranges[i] for i in probe.chosen}
-
-    def in_chosen(trade_id: int) -> bool:
-        return probe.ranges[probe.range_index(settled_token(trade_id))] in chosen
-
     ok = [t for t in sorted(src) if not isinstance(convert(src[t][0], symbol_ids), Reject)]
-    sampled_old = next(t for t in ok if in_chosen(t))
-    unsampled_old = next(t for t in ok if not in_chosen(t))
-    delete_row(db, cfg, convert(src[sampled_old][0], symbol_ids)[0])
-    delete_row(db, cfg, convert(src[unsampled_old][0], symbol_ids)[0])
-    # a trade settled an hour ago outside the sample, its rows never written
-    recent_id = next(t for t in itertools.count(LIVE_FIRST) if not in_chosen(t))
+    # a trade settled an hour ago, its rows never written
+    recent_id = LIVE_FIRST
     an_hour_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     recent = SettledTrade(recent_id, *src[ok[0]][0][1:12], an_hour_ago - timedelta(milliseconds=5), an_hour_ago)
     db.execute(prepared(db, insert_settled(cfg.keyspace)), (*recent, int(time.time() * 1e6)))
+    # the window: placed by the seed among the settlement times read (the same data, the same window)
+    probe = new_run(db, cfg, SAMPLED, sample_share=0.25, seed=1234, recent_hours=0)
+    assert probe.windows == new_run(db, cfg, SAMPLED, sample_share=0.25, seed=1234, recent_hours=0).windows
+    (start, end), = probe.window_bounds
+    assert probe.windows[0][0] > MIN_MS and end < an_hour_ago.replace(tzinfo=None)   # within the old history
+
+    def in_window(trade_id: int) -> bool:
+        at = src[trade_id][0].settled_at
+        return at is not None and start <= at < end
+
+    sampled_old = next(t for t in ok if in_window(t))
+    unsampled_old = next(t for t in ok if not in_window(t))
+    delete_row(db, cfg, convert(src[sampled_old][0], symbol_ids)[0])
+    delete_row(db, cfg, convert(src[unsampled_old][0], symbol_ids)[0])
 
     run, out = verify(db, cfg, SAMPLED, sample_share=0.25, seed=1234)
-    assert run.chosen == probe.chosen
+    assert run.windows[0] == probe.windows[0] and run.windows[1][1] == MAX_MS and len(run.windows) == 2
     buyer = convert(src[sampled_old][0], symbol_ids)[0]
     recent_rows = convert(recent, symbol_ids)
     assert found(out) == {(MISSING, sampled_old, buyer[0], "BUY", ()),
@@ -333,53 +333,53 @@ def test_a_sampled_run_checks_its_seeded_ranges_and_the_last_day(db, cfg, tmp_pa
         _, alone = verify(db, cfg, SAMPLED, sample_share=0.25, seed=1234, recent_hours=hours)
         assert found(alone) == {(MISSING, sampled_old, buyer[0], "BUY", ())}
     facts = json.loads(report.write(run, out, tmp_path)["summary"].read_text())
-    assert (facts["seed"], facts["sample_share"], facts["splits"]) == (1234, 0.25, SPLITS)
-    assert facts["chosen_ranges"] == [probe.ranges[i].label for i in probe.chosen]
+    assert (facts["seed"], facts["sample_share"], facts["splits"], facts["recent_hours"]) == (1234, 0.25, SPLITS, 24)
+    assert facts["settled_windows"] == [[a.isoformat() + "Z", b.isoformat() + "Z"] for a, b in run.window_bounds]
+    since = run.window_bounds[1][0]
+    assert report.checked_rows(run) == (f"the rows settled from {start:%Y-%m-%d %H:%M:%S} until"
+                                        f" {end:%Y-%m-%d %H:%M:%S} and from {since:%Y-%m-%d %H:%M:%S} on (UTC)")
     parity.record(db, cfg, run, out, str(tmp_path))
     row = db.execute(prepared(db, parity_select_recent(cfg.keyspace)), (1,)).one()
-    assert (row.mode, row.seed, row.ranges_checked, row.ranges_total, row.missing) == (SAMPLED, 1234, 2, SPLITS, 3)
+    assert (row.mode, row.seed, row.ranges_checked, row.ranges_total, row.missing) == (
+        SAMPLED, 1234, SPLITS, SPLITS, 3)
     # a run without a seed derives one from its id, and records it
     unseeded = new_run(db, cfg, SAMPLED, sample_share=0.25)
     assert unseeded.seed == parity.derive_seed(unseeded.run_id)
-    # without explicit splits, the ring is cut fine enough for a 5% share to be ~20 ranges
-    auto = parity.plan_run(db, cfg, run_id="auto", mode=SAMPLED, sample_share=0.05)
-    assert len(auto.ranges) >= 399 and len(auto.chosen) == math.ceil(len(auto.ranges) * 0.05)
+    # a share of 1 with the last day is every row, read without a filter (and counted as in a full run's scan)
+    assert new_run(db, cfg, SAMPLED, sample_share=1.0).windows == ()
 
 
 @pytest.mark.parametrize("lookup_rows", [row_parity.LOOKUP_ROWS, 3], ids=["gathered", "looked_up_every_3_rows"])
 def test_damage_inside_the_sample_is_found_exactly_and_repaired(db, cfg, monkeypatch, lookup_rows):
-    """Rows of a sampled trade are read a partition at a time: two damaged rows of one partition,
-    a mismatch, and an orphan in a sampled user_trades range are each found once; the same damage
-    outside the sample is not looked at, and the repair fixes what the sample found. The same
-    whether the expected rows of every sampled range are looked up together or a few at a time."""
+    """Where the sample's digests differ, its rows are read one by one: a missing row, a mismatch
+    and an orphan settled in the sample's window are each found once; the same damage outside the
+    window is not looked at, and the repair fixes what the sample found. The same whether the
+    expected rows are looked up together or a few at a time."""
     monkeypatch.setattr(row_parity, "LOOKUP_ROWS", lookup_rows)
     backfilled(db, cfg)
     src = sources(db, cfg)
     symbol_ids = load_symbol_ids(db, cfg.keyspace)
-    probe = new_run(db, cfg, SAMPLED, sample_share=0.25, seed=4321)
-    chosen = set(probe.chosen)
+    (start, end), = new_run(db, cfg, SAMPLED, sample_share=0.25, seed=4321, recent_hours=0).window_bounds
 
-    def sampled(token: int) -> bool:
-        return probe.range_index(token) in chosen
+    def sampled(row: UserTrade) -> bool:
+        return start <= row.settled_at < end
 
     rows = [r for t in sorted(src) if not isinstance(out := convert(src[t][0], symbol_ids), Reject) for r in out]
-    inside = [r for r in rows if sampled(settled_token(r.trade_id))]
+    inside = [r for r in rows if sampled(r)]
     partition = next(p for p in itertools.groupby(sorted(inside, key=lambda r: r[:2]), key=lambda r: r[:2])
                      if len(list(p[1])) >= 3)[0]
     a, b, c = [r for r in inside if r[:2] == partition][:3]
-    outside = next(r for r in rows if not sampled(settled_token(r.trade_id))
-                   and not sampled(user_trades_token(r.user_id, r.symbol_id)))
+    outside = next(r for r in rows if not sampled(r))
     delete_row(db, cfg, a)
     delete_row(db, cfg, outside)
     where = "WHERE user_id = %s AND symbol_id = %s AND settled_at = %s AND trade_id = %s AND side = %s"
     db.execute(f"UPDATE {cfg.keyspace}.user_trades SET price = %s, quantity = %s {where}",
                (b.price + 1, b.quantity + 1, *b.key))
-    orphan_user = next(u for u in itertools.count(900_000) if sampled(user_trades_token(u, c.symbol_id)))
-    stray_user = next(u for u in itertools.count(900_000) if not sampled(user_trades_token(u, c.symbol_id)))
+    orphan_user, stray_user = 900_000, 900_001
     insert_row(db, cfg, c._replace(user_id=orphan_user, trade_id=999_999_998))
-    insert_row(db, cfg, c._replace(user_id=stray_user, trade_id=999_999_997))
+    insert_row(db, cfg, c._replace(user_id=stray_user, trade_id=999_999_997, settled_at=outside.settled_at))
 
-    _, out = verify(db, cfg, SAMPLED, sample_share=0.25, seed=4321, repair=True)
+    _, out = verify(db, cfg, SAMPLED, sample_share=0.25, seed=4321, recent_hours=0, repair=True)
     assert found(out) == {(MISSING, a.trade_id, a.user_id, a.side, ()),
                           (MISMATCHED, b.trade_id, b.user_id, b.side, ("price", "quantity")),
                           (ORPHAN, 999_999_998, orphan_user, c.side, ())}
@@ -387,20 +387,20 @@ def test_damage_inside_the_sample_is_found_exactly_and_repaired(db, cfg, monkeyp
     for row in (a, b):
         assert tuple(user_trade(db, cfg, row.key)[1:14]) == row
     assert user_trade(db, cfg, outside.key) is None
-    assert found(verify(db, cfg, SAMPLED, sample_share=0.25, seed=4321)[1]) == {
+    assert found(verify(db, cfg, SAMPLED, sample_share=0.25, seed=4321, recent_hours=0)[1]) == {
         (ORPHAN, 999_999_998, orphan_user, c.side, ())}
 
 
 @pytest.mark.parametrize("lookup_rows", [row_parity.LOOKUP_ROWS, 3], ids=["gathered", "looked_up_every_3_rows"])
 def test_every_expected_row_of_the_sample_is_looked_up(db, cfg, monkeypatch, lookup_rows):
-    """user_trades empty: every row the sampled trades convert to is missing, exactly once, however
-    the forward check gathers them before looking them up."""
+    """user_trades empty: every row the trades settled in the sample's window convert to is
+    missing, exactly once, however the forward check gathers them before looking them up."""
     monkeypatch.setattr(row_parity, "LOOKUP_ROWS", lookup_rows)
     load_trades(db, cfg, N, SEED)
     run, out = verify(db, cfg, SAMPLED, sample_share=0.25, seed=4321, recent_hours=0)
-    symbol_ids, chosen = load_symbol_ids(db, cfg.keyspace), set(run.chosen)
+    symbol_ids, ((start, end),) = load_symbol_ids(db, cfg.keyspace), run.window_bounds
     expected = {(MISSING, r.trade_id, r.user_id, r.side, ()) for t, _ in sources(db, cfg).values()
-                if run.range_index(settled_token(t.trade_id)) in chosen
+                if t.settled_at and start <= t.settled_at < end
                 and not isinstance(rows := convert(t, symbol_ids), Reject) for r in rows}
     assert len(expected) > 100 and found(out) == expected
     assert (out.total.missing, out.total.mismatched, out.total.orphans) == (len(expected), 0, 0)
@@ -473,5 +473,7 @@ def test_no_false_alarm_while_the_reference_writer_writes(db, cfg):
     for out in (full, sampled):
         assert (out.status, out.total.missing, out.total.mismatched, out.total.orphans) == (parity.CLEAN, 0, 0, 0)
     assert full.total.late >= 50
-    # outside its sample, the sampled run checked the live trades as trades of the last day
-    assert sum(t.source_rows for i, t in sampled.tallies.items() if i not in sampled_run.chosen) > 0
+    # beside its window of the history, the sampled run checked the live trades as trades of the last day
+    (start, end), (recent_from, _) = sampled_run.window_bounds
+    in_window = sum(start <= t.settled_at < end for t, _ in sources(db, cfg).values() if t.settled_at)
+    assert sampled.total.source_rows >= in_window + 150
