@@ -250,9 +250,10 @@ def test_a_sampled_run_records_its_seed(bag, verify_env, airflow_conn, db):
                                                            "seed": 99})
     assert str(dr.state) == "success"
     row = last_parity_run(db, airflow_conn)
-    assert (row.mode, row.seed, row.ranges_checked, row.ranges_total, row.status) == ("sampled", 99, 2, 8, "clean")
+    assert (row.mode, row.seed, row.ranges_checked, row.ranges_total, row.status) == ("sampled", 99, 8, 8, "clean")
     facts = json.loads((Path(row.report_path) / "summary.json").read_text())
-    assert facts["seed"] == 99 and len(facts["chosen_ranges"]) == 2
+    assert (facts["seed"], facts["sample_share"], facts["recent_hours"]) == (99, 0.25, 24)
+    assert len(facts["settled_windows"]) == 2 and facts["settled_windows"][1][1] == "9999-12-31T00:00:00Z"
 
 
 def test_verify_refuses_to_run_before_the_backfill_completes(bag, airflow_conn, db, tmp_path, monkeypatch):
