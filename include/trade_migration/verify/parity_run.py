@@ -116,7 +116,7 @@ class Run:
 @dataclass(frozen=True)
 class Scope:
     """Which rows the row-by-row check reads: forward by settled_trades range, reverse by
-    user_trades range (range index -> ALL | RECENTLY_SETTLED | CELLS)."""
+    user_trades range (range index -> ALL | CELLS)."""
     forward: dict[int, str] = field(default_factory=dict)
     reverse: dict[int, str] = field(default_factory=dict)
     dirty_source: frozenset[int] = frozenset()    # digest buckets of settled_trades tokens
