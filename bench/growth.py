@@ -1,19 +1,21 @@
 """How the backfill and a full verification grow with the table: rows/s and peak memory per size.
 
-    bin/airflow-env python bench/growth.py --sizes 100000 1000000 5000000
+    bin/airflow-env python bench/growth.py --sizes 100000 1000000 5000000 [--rounds 3]
 
 Each size has a keyspace of its own (growth_<trades>), generated when it does not hold exactly that
-many trades and kept for the next run. At each size: the backfill command as one process from an
-empty user_trades, then a full verification (counts and digests of both tables) in one process;
-each starts once the node runs no compaction and runs in a child process whose peak RSS (VmHWM)
-it reports at its end. Prints a row per size and the spread of the rates across sizes; asserts
-nothing about time.
+many trades and kept for the next run. At each size, --rounds times: the backfill command as one
+process from an empty user_trades, then a full verification (counts and digests of both tables) in
+one process; each starts once the node runs no compaction and runs in a child process whose peak
+RSS (VmHWM) it reports at its end. A size's rate is the median of its rounds (one round's rate
+moved by up to a third from run to run at 100k trades), its peak RSS the highest. Prints every
+round, a row per size and the spread of the rates across sizes; asserts nothing about time.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -78,32 +80,41 @@ def settle(session, limit_s: float = 900) -> float:
     return time.monotonic() - began
 
 
+def one_round(session, config: Config, n: int) -> tuple:
+    """(backfill rows/s, its peak MB, verification rows/s or None when it failed, its peak MB)."""
+    ensure(session, config, n)
+    waited = settle(session)
+    copied, copy_s, copy_mb = child(BACKFILL, config.keyspace, "--backfill-id", "growth")
+    copy_rate = copied["rows_written"] / copy_s
+    print(f"{n:>10,} trades: backfill {copied['rows_written']:,} rows in {copy_s:,.1f} s ="
+          f" {copy_rate:,.0f} output rows/s, peak RSS {copy_mb:,.0f} MB", flush=True)
+    waited += settle(session)
+    try:
+        checked, check_s, check_mb = child(VERIFY, config.keyspace)
+    except subprocess.CalledProcessError:   # a failure is a finding: its traceback is above
+        print(f"{n:>10,} trades: the full verification failed", flush=True)
+        return copy_rate, copy_mb, None, None
+    both = checked["source_rows"] + checked["target_rows"]
+    print(f"{n:>10,} trades: full verification {both:,} rows of both tables in {check_s:,.1f} s ="
+          f" {both / check_s:,.0f} rows/s ({checked['status']}), peak RSS {check_mb:,.0f} MB ({waited:,.0f} s"
+          " waited for the node's compactions first)", flush=True)
+    return copy_rate, copy_mb, both / check_s, check_mb
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 5_000_000])
+    p.add_argument("--rounds", type=int, default=3, help="backfill + verification rounds per size (median rate)")
     args = p.parse_args()
     session = connect(Config(), request_timeout=300)
     rows = []
     for n in args.sizes:
         config = Config(keyspace=f"growth_{n}")
-        ensure(session, config, n)
-        waited = settle(session)
-        copied, copy_s, copy_mb = child(BACKFILL, config.keyspace, "--backfill-id", "growth")
-        copy_rate = copied["rows_written"] / copy_s
-        print(f"{n:>10,} trades: backfill {copied['rows_written']:,} rows in {copy_s:,.1f} s ="
-              f" {copy_rate:,.0f} output rows/s, peak RSS {copy_mb:,.0f} MB", flush=True)
-        waited += settle(session)
-        try:
-            checked, check_s, check_mb = child(VERIFY, config.keyspace)
-        except subprocess.CalledProcessError:   # a failure is a finding: its traceback is above
-            print(f"{n:>10,} trades: the full verification failed", flush=True)
-            rows.append((n, copy_rate, copy_mb, None, None))
-            continue
-        both = checked["source_rows"] + checked["target_rows"]
-        rows.append((n, copy_rate, copy_mb, both / check_s, check_mb))
-        print(f"{n:>10,} trades: full verification {both:,} rows of both tables in {check_s:,.1f} s ="
-              f" {rows[-1][3]:,.0f} rows/s ({checked['status']}), peak RSS {check_mb:,.0f} MB ({waited:,.0f} s"
-              " waited for the node's compactions first)", flush=True)
+        rounds = [one_round(session, config, n) for _ in range(args.rounds)]
+        checks = [r for r in rounds if r[2] is not None]
+        rows.append((n, statistics.median(r[0] for r in rounds), max(r[1] for r in rounds),
+                     statistics.median(r[2] for r in checks) if checks else None,
+                     max(r[3] for r in checks) if checks else None))
     session.cluster.shutdown()
     print("\n| trades | backfill rows/s | backfill peak RSS | full verification rows/s | verification peak RSS |")
     print("|---|---|---|---|---|")
