@@ -71,11 +71,12 @@ test-unit: venv
 BENCH_TRADES ?= 1000000
 BENCH_USERS ?= 100
 GROWTH_SIZES ?= 100000 1000000 5000000
+GROWTH_ROUNDS ?= 2
 bench: venv db-up
 	$(RUN) python bench/backfill_bench.py --trades $(BENCH_TRADES)
 	$(RUN) python bench/read_latency.py --trades $(BENCH_TRADES) --users $(BENCH_USERS) --keyspace bench
 	$(RUN) python bench/verify_speed.py --trades $(BENCH_TRADES) --keyspace bench
-	$(RUN) python bench/growth.py --sizes $(GROWTH_SIZES)
+	$(RUN) python bench/growth.py --sizes $(GROWTH_SIZES) --rounds $(GROWTH_ROUNDS)
 	$(RUN) python bench/status_page.py
 	$(RUN) python bench/ledger_plan.py --ranges 8192
 	$(RUN) python bench/cluster_backfill.py --trades $(BENCH_TRADES)
