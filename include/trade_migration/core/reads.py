@@ -34,6 +34,12 @@ def pages(session: Session, stmt, params: tuple, *, timeout: float = PAGE_TIMEOU
         yield rows
 
 
+def pages_of_each(session: Session, stmt, params: list[tuple], *, timeout: float = PAGE_TIMEOUT_S) -> Iterator[list]:
+    """The pages of several scans of one statement (a range once per window), one scan after another."""
+    for one in params:
+        yield from pages(session, stmt, one, timeout=timeout)
+
+
 def lookup(session: Session, stmt, params: list[tuple], *, concurrency: int = IN_FLIGHT) -> list:
     """The single row (or None) each parameter tuple selects, in order, `concurrency` in flight."""
     if not params:

@@ -23,7 +23,7 @@ from trade_migration.core.config import Config
 from trade_migration.core.convert import Reject, convert
 from trade_migration.core.model import SettledTrade, UserTrade
 from trade_migration.core.prepared import prepared
-from trade_migration.core.reads import chunked, pages, rows_of
+from trade_migration.core.reads import chunked, pages_of_each, rows_of
 from trade_migration.core.settings import FETCH_SIZE, IN_FLIGHT, PAGE_TIMEOUT_S
 from trade_migration.core.symbols import load_symbol_ids
 from trade_migration.core.tokens import settled_token
@@ -135,14 +135,12 @@ class Checker:
         scans = self.run.scans(self.run.ranges[i])
         how = self.scope.forward.get(i)
         if how is not None:
-            for params in scans:
-                for page in pages(self.session, self.scan_source, params, timeout=self.timeout):
-                    self._gather(self._expected(i, how, page, counting=how != CELLS))
+            for page in pages_of_each(self.session, self.scan_source, scans, timeout=self.timeout):
+                self._gather(self._expected(i, how, page, counting=how != CELLS))
         how = self.scope.reverse.get(i)
         if how is not None:
-            for params in scans:
-                for page in pages(self.session, self.scan_target, params, timeout=self.timeout):
-                    self._note(self.reverse(i, how, page, counting=how != CELLS))
+            for page in pages_of_each(self.session, self.scan_target, scans, timeout=self.timeout):
+                self._note(self.reverse(i, how, page, counting=how != CELLS))
 
     def _sources(self, ids: list[int], *, timed: bool = True) -> list:
         """The trades of these ids that exist (scan_settled shape), IN_KEYS per read."""

@@ -15,7 +15,7 @@ from cassandra.cluster import Session
 from trade_migration.core.config import Config
 from trade_migration.core.convert import Reject, convert
 from trade_migration.core.prepared import prepared
-from trade_migration.core.reads import pages
+from trade_migration.core.reads import pages_of_each
 from trade_migration.core.settings import COUNTS_IN_FLIGHT, FETCH_SIZE, PAGE_TIMEOUT_S
 from trade_migration.core.symbols import load_symbol_ids
 from trade_migration.core.tokens import settled_token, user_trades_token
@@ -95,15 +95,12 @@ class _RangeDigest:
         self.user_trades(i, part, tally)
         return tally
 
-    def _pages(self, scan, i: int):
-        for params in self.run.scans(self.run.ranges[i]):
-            yield from pages(self.session, scan, params, timeout=self.timeout)
-
     def settled(self, i: int, part: dict[str, Digest], tally: Tally) -> None:
         """Expected rows: every in-scope trade converted, as the backfill converts it."""
         symbol_ids = self.symbol_ids
         by_target, by_source = part[EXPECTED_TARGET].add, part[EXPECTED_SOURCE].add
-        for page in self._pages(self.scan_source, i):
+        for page in pages_of_each(self.session, self.scan_source, self.run.scans(self.run.ranges[i]),
+                                  timeout=self.timeout):
             for token, trade, _, _ in self.run.before_start(page, decode_scanned_trade, tally):
                 tally.source_rows += 1
                 out = convert(trade, symbol_ids)
@@ -120,7 +117,8 @@ class _RangeDigest:
     def user_trades(self, i: int, part: dict[str, Digest], tally: Tally) -> None:
         """Actual rows, each under its own token and under its trade's settled_trades token."""
         by_target, by_source = part[ACTUAL_TARGET].add, part[ACTUAL_SOURCE].add
-        for page in self._pages(self.scan_target, i):
+        for page in pages_of_each(self.session, self.scan_target, self.run.scans(self.run.ranges[i]),
+                                  timeout=self.timeout):
             for token, urow, _ in self.run.before_start(page, decode_timed_user_trade, tally):
                 tally.target_rows += 1
                 h = row_hash(urow)
