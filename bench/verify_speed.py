@@ -6,17 +6,18 @@ On keyspace bench_verify (generated only when it does not already hold exactly -
 generation ran at ~11k trades/s on the local node), in one process each:
   1. the backfill over the whole ring (user_trades emptied first): source rows/s (not with --reuse);
   2. a full verification (counts + digests, row lookups only where digests differ): rows/s;
-  3. a sampled verification (the trades settled in a seeded window holding --share of them, both
-     tables, by digests), then the same sample with the last day (recent_hours, the nightly
-     default); their times against the full one's (ratios);
+  3. a sampled verification per --seeds (the trades settled in a seeded window holding --share of
+     them, both tables, by digests), then the first seed's sample with the last day (recent_hours,
+     the nightly default); their times against the full one's (ratios);
   4. COUNT(*) per token range, many at once, against one SELECT COUNT(*) per table.
-Prints figures; asserts nothing about time.
+Steps 2 and 3 print the local node's CPU seconds as well. Prints figures; asserts nothing about time.
 """
 from __future__ import annotations
 
 import argparse
 import time
 
+from backfill_bench import node_cpu
 from testkit import generator
 from testkit.statements import count_all
 
@@ -36,6 +37,18 @@ def timed(fn, *args, **kwargs):
     began = time.monotonic()
     out = fn(*args, **kwargs)
     return out, time.monotonic() - began
+
+
+def node_timed(fn, *args, **kwargs):
+    """(fn's result, wall seconds, the local node's CPU seconds or None)."""
+    before = node_cpu()
+    out, took = timed(fn, *args, **kwargs)
+    after = node_cpu()
+    return out, took, None if before is None or after is None else after - before
+
+
+def cpu_text(seconds: float | None) -> str:
+    return "node CPU n/a" if seconds is None else f"node CPU {seconds:.1f} s"
 
 
 def ensure_trades(session, config: Config, n: int, seed: int, ranges) -> None:
@@ -66,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--splits", type=int, default=None, help="token ranges (default: from the size estimate)")
     parser.add_argument("--share", type=float, default=0.05, help="sample share of the sampled run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="a sampled run per seed")
     parser.add_argument("--reuse", action="store_true",
                         help="keep user_trades as the last run's backfill left it (no step 1: compare the"
                              " verifications again without copying again)")
@@ -83,13 +97,19 @@ def main(argv: list[str] | None = None) -> None:
 
     # 2. full verification; 3. sampled verification
     full_run = parity.plan_run(session, config, run_id=f"bench_full_{int(time.time())}", mode="full", splits=splits)
-    full, full_s = timed(parity.run_all, session, config, full_run)
-    sampled_run = parity.plan_run(session, config, run_id=f"bench_sampled_{int(time.time())}", mode="sampled",
-                                  sample_share=args.share, seed=1, recent_hours=0)   # the sample alone
-    sampled, sampled_s = timed(parity.run_all, session, config, sampled_run)
-    swept_run = parity.plan_run(session, config, run_id=f"bench_swept_{int(time.time())}", mode="sampled",
-                                sample_share=args.share, seed=1, recent_hours=RECENT_HOURS)   # the nightly default
-    swept, swept_s = timed(parity.run_all, session, config, swept_run)
+    full, full_s, full_cpu = node_timed(parity.run_all, session, config, full_run)
+
+    def sample(seed: int, hours: float):
+        """A sampled run, plan included: (its run, outcome, seconds, node CPU seconds)."""
+        def plan_and_run():
+            run = parity.plan_run(session, config, run_id=f"bench_sampled_{time.time_ns()}", mode="sampled",
+                                  sample_share=args.share, seed=seed, recent_hours=hours)
+            return run, parity.run_all(session, config, run)
+        (run, out), took, cpu = node_timed(plan_and_run)
+        return run, out, took, cpu
+
+    samples = [sample(seed, 0) for seed in args.seeds]   # the sample alone
+    _, swept, swept_s, swept_cpu = sample(args.seeds[0], RECENT_HOURS)   # the nightly default
 
     # 4. counts
     per_range, ranges_s = timed(counts.range_counts, session, config, ranges, concurrency=8)
@@ -109,16 +129,20 @@ def main(argv: list[str] | None = None) -> None:
               f" = {copied['rows_read'] / backfill_s:>9,.0f} rows/s ({copied['rows_written']:,} rows written)")
     print(f"verify, full           {t.source_rows:>10,} source rows in {full_s:7.1f} s"
           f" = {t.source_rows / full_s:>9,.0f} rows/s ({(t.source_rows + t.target_rows) / full_s:,.0f}"
-          f" rows/s of both tables; {full.status})")
+          f" rows/s of both tables; {cpu_text(full_cpu)}; {full.status})")
     if copied is not None:
         print(f"  full / backfill      {t.source_rows / full_s / (copied['rows_read'] / backfill_s):10.2f} x")
-    s = sampled.total
-    print(f"verify, sampled {args.share:.0%}   {s.source_rows:>10,} source rows in {sampled_s:7.1f} s"
-          f" ({s.source_rows / max(1, t.source_rows):.1%} of the trades, {s.target_rows:,} user_trades rows:"
-          f" {report.checked_rows(sampled_run)}; {sampled.status})")
-    print(f"  + every trade settled in the last {RECENT_HOURS:g} h (recent_hours, the nightly default):"
-          f" {swept.total.source_rows:,} source rows in {swept_s:.1f} s ({swept.status})")
-    print(f"sample {args.share:.0%}: {sampled_s:.1f} s, full: {full_s:.1f} s, ratio {sampled_s / full_s:.2f};"
+    for seed, (sampled_run, sampled, sampled_s, sampled_cpu) in zip(args.seeds, samples, strict=True):
+        s = sampled.total
+        print(f"verify, sampled {args.share:.0%}, seed {seed}: {s.source_rows:,} source rows in {sampled_s:.1f} s"
+              f" ({s.source_rows / max(1, t.source_rows):.1%} of the trades, {s.target_rows:,} user_trades rows:"
+              f" {report.checked_rows(sampled_run)}; {cpu_text(sampled_cpu)}; {sampled.status});"
+              f" ratio to full {sampled_s / full_s:.2f}")
+    first_s = samples[0][2]
+    print(f"  + every trade settled in the last {RECENT_HOURS:g} h (recent_hours, the nightly default), seed"
+          f" {args.seeds[0]}: {swept.total.source_rows:,} source rows in {swept_s:.1f} s ({cpu_text(swept_cpu)};"
+          f" {swept.status})")
+    print(f"sample {args.share:.0%}: {first_s:.1f} s, full: {full_s:.1f} s, ratio {first_s / full_s:.2f};"
           f" with the last {RECENT_HOURS:g} h: {swept_s:.1f} s, ratio {swept_s / full_s:.2f}")
     print(f"counts, {len(ranges)} ranges x2   {settled_total:>10,} + {target_total:,} rows in {ranges_s:7.2f} s")
     for table, (value, secs) in single.items():
