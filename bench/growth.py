@@ -3,12 +3,15 @@
     bin/airflow-env python bench/growth.py --sizes 100000 1000000 5000000 [--rounds 3]
 
 Each size has a keyspace of its own (growth_<trades>), generated when it does not hold exactly that
-many trades and kept for the next run. At each size, --rounds times: the backfill command as one
-process from an empty user_trades, then a full verification (counts and digests of both tables) in
-one process; each starts once the node runs no compaction and runs in a child process whose peak
-RSS (VmHWM) it reports at its end. A size's rate is the median of its rounds (one round's rate
-moved by up to a third from run to run at 100k trades), its peak RSS the highest. Prints every
-round, a row per size and the spread of the rates across sizes; asserts nothing about time.
+many trades and kept for the next run. A round visits every size in turn (so a slow spell of the
+node falls on all sizes, not on one size's rounds): the backfill command as one process from an
+empty user_trades, then a full verification (counts and digests of both tables) in one process;
+each starts with the local node's memtables flushed and no compaction running, and runs in a
+child process whose peak RSS (VmHWM) it reports at its end. Each step also prints the CPU seconds
+per million rows of the client (the child, from getrusage) and of the local node's JVM (/proc),
+which tell the tool's cost per row from the node's. A size's figures are the medians of its rounds
+(one round's rate moved by up to a third from run to run at 100k trades), its peak RSS the highest.
+Prints every step, a row per size and the spread across sizes; asserts nothing about time.
 """
 from __future__ import annotations
 
@@ -19,7 +22,9 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import NamedTuple
 
+from backfill_bench import REPO, child_cpu, node_cpu
 from testkit import generator
 from testkit.statements import sstable_tasks
 
@@ -43,14 +48,25 @@ VERIFY = ("import json, re, time; from trade_migration.core.config import Config
           " 'target_rows': o.total.target_rows}), " + PEAK + "); s.cluster.shutdown()")
 
 
-def child(code: str, keyspace: str, *args: str) -> tuple[dict, float, float]:
-    """(its result, wall seconds, peak RSS MB) of `code` run in a child process on `keyspace`."""
-    began = time.monotonic()
+class Step(NamedTuple):
+    result: dict
+    took: float             # wall seconds, the child's start-up included
+    peak_mb: float
+    cpu: float              # the child's user + system seconds
+    node_cpu: float | None  # the local node's, None when it is not ours
+
+
+def child(code: str, keyspace: str, *args: str) -> Step:
+    """`code` run in a child process on `keyspace`, measured."""
+    cpu, node, began = child_cpu(), node_cpu(), time.monotonic()
     out = subprocess.run([sys.executable, "-c", code, *args], env={**os.environ, "TM_KEYSPACE": keyspace},
                          stdout=subprocess.PIPE, text=True, check=True).stdout
-    took = time.monotonic() - began
+    took, cpu, after = time.monotonic() - began, child_cpu() - cpu, node_cpu()
     payload, rss_kb = next(ln for ln in out.splitlines() if ln.startswith("RESULT ")).split(" ", 1)[1].rsplit(" ", 1)
-    return json.loads(payload), took, int(rss_kb) / 1024
+    return Step(json.loads(payload), took, int(rss_kb) / 1024, cpu,
+                None if node is None or after is None else after - node)
+
+
 
 
 def ensure(session, config: Config, n: int) -> None:
@@ -72,61 +88,101 @@ def ensure(session, config: Config, n: int) -> None:
 
 
 def settle(session, limit_s: float = 900) -> float:
-    """Wait until the node runs no compaction (its writes of one step are not the next one's cost);
-    the seconds waited."""
+    """Flush the local node's memtables and wait until it runs no compaction, so every step starts
+    from the same state (what one step wrote is not the next one's cost; a 100k backfill otherwise
+    fits in memtables the 1M and 5M ones flush); the seconds it took."""
     began = time.monotonic()
+    if node_cpu() is not None:   # the node is ours (scripts/cassandra): its nodetool
+        subprocess.run([str(REPO / "scripts" / "cassandra" / "cassandra.sh"), "nodetool", "1", "flush"], check=True)
     while list(session.execute(sstable_tasks())) and time.monotonic() - began < limit_s:
         time.sleep(2)
     return time.monotonic() - began
 
 
-def one_round(session, config: Config, n: int) -> tuple:
-    """(backfill rows/s, its peak MB, verification rows/s or None when it failed, its peak MB)."""
+class Figures(NamedTuple):
+    """One step at one size: rows/s, peak MB, client and node CPU seconds per million rows."""
+    rate: float
+    peak_mb: float
+    cpu: float
+    node_cpu: float | None
+
+
+def figures(step: Step, rows: int) -> Figures:
+    return Figures(rows / step.took, step.peak_mb, step.cpu / rows * 1e6,
+                   None if step.node_cpu is None else step.node_cpu / rows * 1e6)
+
+
+def cpu_text(f: Figures) -> str:
+    node = "n/a" if f.node_cpu is None else f"{f.node_cpu:.1f}"
+    return f"CPU s per million rows: client {f.cpu:.1f}, node {node}"
+
+
+def one_step(session, config: Config, n: int) -> tuple[Figures, Figures | None]:
+    """(the backfill's figures, the verification's or None when it failed) at one size."""
     ensure(session, config, n)
     waited = settle(session)
-    copied, copy_s, copy_mb = child(BACKFILL, config.keyspace, "--backfill-id", "growth")
-    copy_rate = copied["rows_written"] / copy_s
-    print(f"{n:>10,} trades: backfill {copied['rows_written']:,} rows in {copy_s:,.1f} s ="
-          f" {copy_rate:,.0f} output rows/s, peak RSS {copy_mb:,.0f} MB", flush=True)
+    copied = child(BACKFILL, config.keyspace, "--backfill-id", "growth")
+    rows = copied.result["rows_written"]
+    copy = figures(copied, rows)
+    print(f"{n:>10,} trades: backfill {rows:,} rows in {copied.took:,.1f} s = {copy.rate:,.0f} output rows/s,"
+          f" peak RSS {copy.peak_mb:,.0f} MB; {cpu_text(copy)}", flush=True)
     waited += settle(session)
     try:
-        checked, check_s, check_mb = child(VERIFY, config.keyspace)
+        checked = child(VERIFY, config.keyspace)
     except subprocess.CalledProcessError:   # a failure is a finding: its traceback is above
         print(f"{n:>10,} trades: the full verification failed", flush=True)
-        return copy_rate, copy_mb, None, None
-    both = checked["source_rows"] + checked["target_rows"]
-    print(f"{n:>10,} trades: full verification {both:,} rows of both tables in {check_s:,.1f} s ="
-          f" {both / check_s:,.0f} rows/s ({checked['status']}), peak RSS {check_mb:,.0f} MB ({waited:,.0f} s"
-          " waited for the node's compactions first)", flush=True)
-    return copy_rate, copy_mb, both / check_s, check_mb
+        return copy, None
+    both = checked.result["source_rows"] + checked.result["target_rows"]
+    check = figures(checked, both)
+    print(f"{n:>10,} trades: full verification {both:,} rows of both tables in {checked.took:,.1f} s ="
+          f" {check.rate:,.0f} rows/s ({checked.result['status']}), peak RSS {check.peak_mb:,.0f} MB;"
+          f" {cpu_text(check)} ({waited:,.0f} s of flushes and compactions before the two)", flush=True)
+    return copy, check
+
+
+def summary(steps: list[Figures]) -> Figures | None:
+    """Medians of a size's rounds, the highest peak RSS."""
+    if not steps:
+        return None
+    nodes = [s.node_cpu for s in steps if s.node_cpu is not None]
+    return Figures(statistics.median(s.rate for s in steps), max(s.peak_mb for s in steps),
+                   statistics.median(s.cpu for s in steps), statistics.median(nodes) if nodes else None)
+
+
+def cells(f: Figures | None) -> str:
+    if f is None:
+        return "failed | — | —"
+    node = "n/a" if f.node_cpu is None else f"{f.node_cpu:.1f}"
+    return f"{f.rate:,.0f} | {f.peak_mb:,.0f} MB | {f.cpu:.1f} / {node}"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 5_000_000])
-    p.add_argument("--rounds", type=int, default=3, help="backfill + verification rounds per size (median rate)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds over every size (a size's median rate)")
     args = p.parse_args()
     session = connect(Config(), request_timeout=300)
-    rows = []
-    for n in args.sizes:
-        config = Config(keyspace=f"growth_{n}")
-        rounds = [one_round(session, config, n) for _ in range(args.rounds)]
-        checks = [r for r in rounds if r[2] is not None]
-        rows.append((n, statistics.median(r[0] for r in rounds), max(r[1] for r in rounds),
-                     statistics.median(r[2] for r in checks) if checks else None,
-                     max(r[3] for r in checks) if checks else None))
+    steps: dict[int, list[tuple[Figures, Figures | None]]] = {n: [] for n in args.sizes}
+    for r in range(args.rounds):
+        print(f"round {r + 1} of {args.rounds}", flush=True)
+        for n in args.sizes:
+            steps[n].append(one_step(session, Config(keyspace=f"growth_{n}"), n))
     session.cluster.shutdown()
-    print("\n| trades | backfill rows/s | backfill peak RSS | full verification rows/s | verification peak RSS |")
-    print("|---|---|---|---|---|")
-    for n, copy_rate, copy_mb, check_rate, check_mb in rows:
-        check = "failed | —" if check_rate is None else f"{check_rate:,.0f} | {check_mb:,.0f} MB"
-        print(f"| {n:,} | {copy_rate:,.0f} | {copy_mb:,.0f} MB | {check} |")
-    for name, col in (("backfill rows/s", 1), ("verification rows/s", 3), ("backfill RSS", 2),
-                      ("verification RSS", 4)):
-        values = [r[col] for r in rows if r[col] is not None]
+    rows = [(n, summary([c for c, _ in steps[n]]), summary([v for _, v in steps[n] if v is not None]))
+            for n in args.sizes]
+    print("\n| trades | backfill output rows/s | backfill peak RSS | backfill CPU s/M rows, client / node"
+          " | full verification rows/s | verification peak RSS | verification CPU s/M rows, client / node |")
+    print("|---|---|---|---|---|---|---|")
+    for n, copy, check in rows:
+        print(f"| {n:,} | {cells(copy)} | {cells(check)} |")
+    for name, step, field in (("backfill rows/s", 1, "rate"), ("verification rows/s", 2, "rate"),
+                              ("backfill RSS", 1, "peak_mb"), ("verification RSS", 2, "peak_mb"),
+                              ("backfill client CPU per row", 1, "cpu"), ("verification client CPU per row", 2, "cpu")):
+        values = [getattr(r[step], field) for r in rows if r[step] is not None]
         if values:
             print(f"{name}: smallest / largest across sizes {min(values) / max(values):.2f}"
                   f" (within 10%: {min(values) / max(values) >= 0.9})")
+
 
 if __name__ == "__main__":
     main()

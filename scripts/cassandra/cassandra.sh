@@ -2,6 +2,7 @@
 # Local Apache Cassandra 5.0 from Maven Central's cassandra-all jars (no Docker needed).
 # usage: cassandra.sh fetch|up|down|status|wipe [NODES]    node N listens on 127.0.0.N:9042
 #        cassandra.sh stop-node N | start-node N             (fault tests)
+#        cassandra.sh nodetool N ARGS...                     (Cassandra's nodetool on node N's JMX port)
 # env:   CASS_NODES (1), CASS_FIRST_NODE (1), CASS_HEAP (1G), CASS_BASE (.local/cassandra),
 #        CASS_UNSAFE_SYSTEM (true: system and schema tables are not flushed on change, which makes
 #        DDL fast; set false where nodes get SIGKILLed, or a restarted node forgets recent schema),
@@ -180,6 +181,15 @@ status() {
   [ $any = 1 ] || echo "no local cassandra node configured under $BASE"
 }
 
+# Cassandra's own nodetool from the same jars, on node N's local JMX port (e.g. flush, tpstats).
+nodetool() {
+  local n=$1; shift
+  node_pid "$n" >/dev/null || die "node$n is not running"
+  # shellcheck disable=SC2046
+  java $(grep -- '^--add-' "$HERE/jvm17-cassandra.flags") -Dlogback.configurationFile="$HERE/logback.xml" \
+    -cp "$CACHE/lib/*" org.apache.cassandra.tools.NodeTool -p $((7099 + 100 * n)) "$@"
+}
+
 case "$CMD" in
   fetch) fetch ;;
   up) up ;;
@@ -188,5 +198,6 @@ case "$CMD" in
   start-node) need_tools; start_node "$2"; wait_ready "$2" ;;
   status) status ;;
   wipe) down; rm -rf "$BASE"; echo "removed $BASE" ;;
-  *) die "unknown command '$CMD' (fetch|up|down|status|wipe|stop-node N|start-node N)" ;;
+  nodetool) shift; nodetool "$@" ;;
+  *) die "unknown command '$CMD' (fetch|up|down|status|wipe|stop-node N|start-node N|nodetool N ARGS)" ;;
 esac

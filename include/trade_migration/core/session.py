@@ -6,6 +6,7 @@ TLS come only from the Airflow connection; `open_session` only connects it.
 """
 from __future__ import annotations
 
+import atexit
 import socket
 import ssl
 import warnings
@@ -19,10 +20,34 @@ from trade_migration.core.config import Config
 from trade_migration.core.errors import ConnectionRefused
 from trade_migration.statements.system import SCYLLA_PROBE
 
+try:   # the driver's default event loop where its C extension is built
+    from cassandra.io import libevreactor
+except ImportError:   # pragma: no cover - the driver then runs another event loop
+    libevreactor = None
+
 # OpenSSL's reason for a peer certificate that does not chain to a trusted CA (or names another host);
 # the driver hands it on only as text inside an OSError.
 UNTRUSTED = "CERTIFICATE_VERIFY_FAILED"
 PROBE_TIMEOUT_S = 5.0
+
+
+def let_event_loop_end() -> None:
+    """Run at exit, before the driver's own clean-up. scylla-driver 3.29's libev loop stops the callback
+    that disarms its repeating timer before it joins the loop's thread, so a process that used the
+    driver waited up to 5 s at exit and then logged "Event loop thread could not be joined ... call
+    Cluster.shutdown()", though it had. Marked shut down and woken, the loop disarms the timer itself
+    and its thread ends. Only once every connection is closed: otherwise the driver's clean-up runs as
+    it would have."""
+    loop = getattr(libevreactor, "_global_loop", None)
+    thread = getattr(loop, "_thread", None)
+    if thread is None or not thread.is_alive() or loop._live_conns or loop._new_conns:
+        return
+    loop._shutdown = True
+    loop.notify()
+    thread.join(1.0)
+
+
+atexit.register(let_event_loop_end)   # after the driver's import: atexit runs it before the driver's
 
 
 def connect(config: Config, *, request_timeout: float = 30.0) -> Session:
