@@ -9,7 +9,8 @@ keyspace once (kept for the next run), then backfills them from an empty user_tr
 command line in one process, then with user_trades_backfill triggered through the REST API as 1,
 2 and 4 mapped tasks. Prints output rows/s from the trigger to the run's end, the copy tasks'
 own window, and each against the command line: the cost of Airflow's scheduling and task
-start-up. The cluster is stopped at the end (--keep leaves it up).
+start-up. Then plans a ledger of --ledger-ranges ranges on the ring (bench/ledger_plan.py's figure,
+at RF 3 with LOCAL_QUORUM and LOCAL_SERIAL). The cluster is stopped at the end (--keep leaves it up).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from ledger_plan import measure
 from testkit import cluster_script, generator
 
 from trade_migration.core import tokens
@@ -85,6 +87,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--trades", type=int, default=1_000_000)
     p.add_argument("--tasks", type=int, nargs="+", default=[1, 2, 4], help="mapped copy tasks per run")
+    p.add_argument("--ledger-ranges", type=int, default=8192, help="ranges of the ledger planned on the ring")
     p.add_argument("--keep", action="store_true", help="leave the cluster running")
     args = p.parse_args()
     cs = cluster_script.load(**SETTINGS)
@@ -116,6 +119,8 @@ def main() -> None:
             print(f"Airflow on Celery, {tasks} mapped task(s) over 2 workers: {rows:,} rows in {took:,.1f} s ="
                   f" {rows / took:,.0f} output rows/s ({rows / took / cli:.2f}x the command line); copy tasks"
                   f" {window:,.1f} s of it, scheduling and start-up {took - window:,.1f} s", flush=True)
+        ring = Config(keyspace="bench_ledger_plan", contact_points=cs.NODES, replication=config.replication)
+        print(f"three-node ring: {measure(session, ring, args.ledger_ranges)}", flush=True)
     finally:
         session.cluster.shutdown()
         if not args.keep:
