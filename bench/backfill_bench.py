@@ -84,6 +84,7 @@ class Run(NamedTuple):
     cpu: float        # user + system seconds of every process
     node_cpu: float | None
     per_process: list[float]   # each process's output rows/s over its own copy
+    steal: float      # the share of the CPUs the hypervisor took meanwhile
 
 
 def run_backfill(config, backfill_id, batches, src=None, splits: int = SPLITS) -> Run:
@@ -96,12 +97,13 @@ def run_backfill(config, backfill_id, batches, src=None, splits: int = SPLITS) -
     env = {**os.environ, "TM_KEYSPACE": config.keyspace}
     if src:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(Path(src).resolve()), env.get("PYTHONPATH"))))
-    cpu, node, t = child_cpu(), node_cpu(), time.monotonic()
+    cpu, node, ticks, t = child_cpu(), node_cpu(), cpu_ticks(), time.monotonic()
     procs = [subprocess.Popen([sys.executable, "-c", code, "--backfill-id", backfill_id, "--splits", str(splits),
                                "--ranges", *[r.label for r in batch]], env=env, stdout=subprocess.PIPE, text=True)
              for batch in batches]
     outs = [p.communicate()[0] for p in procs]
     took, cpu, node = time.monotonic() - t, child_cpu() - cpu, node_cpu() - node if node is not None else None
+    steal = steal_since(ticks)
     if any(p.returncode for p in procs):
         raise RuntimeError("a backfill process failed")
     total, peak, rates = {}, 0.0, []
@@ -113,7 +115,7 @@ def run_backfill(config, backfill_id, batches, src=None, splits: int = SPLITS) -
         for k, v in result.items():
             total[k] = total.get(k, 0) + v
         peak = max(peak, int(rss_kb) / 1024)
-    return Run(total, took, peak, cpu, node, rates)
+    return Run(total, took, peak, cpu, node, rates, steal)
 
 
 def node_cpu() -> float | None:
@@ -124,6 +126,19 @@ def node_cpu() -> float | None:
     except (OSError, ValueError):
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """(ticks the hypervisor took from this machine's CPUs, all ticks) so far, from /proc/stat."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[7], sum(fields[:8])
+
+
+def steal_since(before: tuple[int, int]) -> float:
+    """The share of the CPUs' time the hypervisor took since `before` (a shared VM's neighbours: it
+    moves rates from run to run with nothing else running here)."""
+    steal, total = cpu_ticks()
+    return (steal - before[0]) / max(1, total - before[1])
 
 
 def reset_target(session, ks):
@@ -201,14 +216,15 @@ def copy_from(ks, rows):
         path = f.name
     cols = ", ".join(USER_TRADE_COLUMNS)
     cmd = f"COPY {ks}.user_trades ({cols}) FROM '{path}' WITH HEADER=false AND CHUNKSIZE=5000"
-    t, cpu, node = time.monotonic(), child_cpu(), node_cpu()
+    t, cpu, node, ticks = time.monotonic(), child_cpu(), node_cpu(), cpu_ticks()
     out = subprocess.run([str(CQLSH_VENV / "bin" / "cqlsh"), "127.0.0.1", "-e", cmd],
                          capture_output=True, text=True)
     took, cpu, node = time.monotonic() - t, child_cpu() - cpu, node_cpu() - node if node is not None else None
+    steal = steal_since(ticks)
     os.unlink(path)
     if out.returncode != 0 or "Failed to import" in out.stdout + out.stderr:
         raise RuntimeError(f"COPY FROM failed: {out.stdout[-2000:]} {out.stderr[-2000:]}")
-    return len(rows) / took, cpu, node
+    return len(rows) / took, cpu, node, steal
 
 
 def per_million(cpu: float | None, rows: int) -> str:
@@ -257,14 +273,15 @@ def main():
         peaks.append(one.peak_mb)
         print(f"round {n}: backfill, 1 process: {one.rows['rows_read']:,} trades -> {w:,} rows in {one.took:,.1f}s ="
               f" {ones[-1]:,.0f} output rows/s (start-up included); CPU s per million rows: client"
-              f" {per_million(one.cpu, w)}, node {per_million(one.node_cpu, w)}; peak RSS {one.peak_mb:,.0f} MB",
+              f" {per_million(one.cpu, w)}, node {per_million(one.node_cpu, w)}; peak RSS {one.peak_mb:,.0f} MB;"
+              f" hypervisor steal {one.steal:.0%}",
               flush=True)
         reset_target(session, config.keyspace)   # right after the backfill: adjacent runs see the same load
-        copy, copy_cpu, copy_node = copy_from(config.keyspace, rows)
+        copy, copy_cpu, copy_node, copy_steal = copy_from(config.keyspace, rows)
         copies.append(copy)
         print(f"round {n}: (c) cqlsh COPY FROM, {len(rows):,} of the same rows from CSV: {copy:,.0f} rows/s;"
               f" CPU s per million rows: client {per_million(copy_cpu, len(rows))} (its parent and worker"
-              f" processes), node {per_million(copy_node, len(rows))}", flush=True)
+              f" processes), node {per_million(copy_node, len(rows))}; hypervisor steal {copy_steal:.0%}", flush=True)
         if args.processes > 1:
             reset_target(session, config.keyspace)
             par = run_backfill(config, f"bench_par_{n}", tokens.batches(ranges, args.processes, seed="bench"))
@@ -274,7 +291,7 @@ def main():
                   f" {pars[-1]:,.0f} output rows/s; per process "
                   + ", ".join(f"{r:,.0f}" for r in par.per_process)
                   + f" rows/s; CPU s per million rows: client {per_million(par.cpu, pw)},"
-                    f" node {per_million(par.node_cpu, pw)}", flush=True)
+                    f" node {per_million(par.node_cpu, pw)}; hypervisor steal {par.steal:.0%}", flush=True)
         if args.also_from:
             reset_target(session, config.keyspace)
             old = run_backfill(config, f"bench_also_{n}", [ranges], src=args.also_from)

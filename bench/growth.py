@@ -24,7 +24,7 @@ import sys
 import time
 from typing import NamedTuple
 
-from backfill_bench import REPO, child_cpu, node_cpu
+from backfill_bench import REPO, child_cpu, cpu_ticks, node_cpu, steal_since
 from testkit import generator
 from testkit.statements import sstable_tasks
 
@@ -54,17 +54,18 @@ class Step(NamedTuple):
     peak_mb: float
     cpu: float              # the child's user + system seconds
     node_cpu: float | None  # the local node's, None when it is not ours
+    steal: float            # the share of the CPUs the hypervisor took meanwhile
 
 
 def child(code: str, keyspace: str, *args: str) -> Step:
     """`code` run in a child process on `keyspace`, measured."""
-    cpu, node, began = child_cpu(), node_cpu(), time.monotonic()
+    cpu, node, ticks, began = child_cpu(), node_cpu(), cpu_ticks(), time.monotonic()
     out = subprocess.run([sys.executable, "-c", code, *args], env={**os.environ, "TM_KEYSPACE": keyspace},
                          stdout=subprocess.PIPE, text=True, check=True).stdout
     took, cpu, after = time.monotonic() - began, child_cpu() - cpu, node_cpu()
     payload, rss_kb = next(ln for ln in out.splitlines() if ln.startswith("RESULT ")).split(" ", 1)[1].rsplit(" ", 1)
     return Step(json.loads(payload), took, int(rss_kb) / 1024, cpu,
-                None if node is None or after is None else after - node)
+                None if node is None or after is None else after - node, steal_since(ticks))
 
 
 
@@ -125,7 +126,7 @@ def one_step(session, config: Config, n: int) -> tuple[Figures, Figures | None]:
     rows = copied.result["rows_written"]
     copy = figures(copied, rows)
     print(f"{n:>10,} trades: backfill {rows:,} rows in {copied.took:,.1f} s = {copy.rate:,.0f} output rows/s,"
-          f" peak RSS {copy.peak_mb:,.0f} MB; {cpu_text(copy)}", flush=True)
+          f" peak RSS {copy.peak_mb:,.0f} MB; {cpu_text(copy)}; hypervisor steal {copied.steal:.0%}", flush=True)
     waited += settle(session)
     try:
         checked = child(VERIFY, config.keyspace)
@@ -136,7 +137,8 @@ def one_step(session, config: Config, n: int) -> tuple[Figures, Figures | None]:
     check = figures(checked, both)
     print(f"{n:>10,} trades: full verification {both:,} rows of both tables in {checked.took:,.1f} s ="
           f" {check.rate:,.0f} rows/s ({checked.result['status']}), peak RSS {check.peak_mb:,.0f} MB;"
-          f" {cpu_text(check)} ({waited:,.0f} s of flushes and compactions before the two)", flush=True)
+          f" {cpu_text(check)}; hypervisor steal {checked.steal:.0%} ({waited:,.0f} s of flushes and compactions"
+          " before the two)", flush=True)
     return copy, check
 
 

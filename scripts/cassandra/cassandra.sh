@@ -185,9 +185,10 @@ status() {
 nodetool() {
   local n=$1; shift
   node_pid "$n" >/dev/null || die "node$n is not running"
+  local logs; logs="$(node_dir "$n")/logs/nodetool"; mkdir -p "$logs"
   # shellcheck disable=SC2046
   java $(grep -- '^--add-' "$HERE/jvm17-cassandra.flags") -Dlogback.configurationFile="$HERE/logback.xml" \
-    -cp "$CACHE/lib/*" org.apache.cassandra.tools.NodeTool -p $((7099 + 100 * n)) "$@"
+    -Dcassandra.logdir="$logs" -cp "$CACHE/lib/*" org.apache.cassandra.tools.NodeTool -p $((7099 + 100 * n)) "$@"
 }
 
 case "$CMD" in
