@@ -68,8 +68,6 @@ def child(code: str, keyspace: str, *args: str) -> Step:
                 None if node is None or after is None else after - node, steal_since(ticks))
 
 
-
-
 def ensure(session, config: Config, n: int) -> None:
     schema.apply(session, config)
     ranges = tokens.split_ring(tokens.ring_tokens(session), 64)

@@ -231,6 +231,24 @@ def cassandra(*args: str) -> None:
         raise ClusterError(f"cassandra.sh {' '.join(args)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
 
 
+def ring_formed() -> bool:
+    """Whether every node lists all the ring's nodes Up and Normal (its nodetool status). A node
+    answers CQL before it does; schema sent then may miss a node that others have not yet counted
+    in (seen: CREATE KEYSPACE at RF 3 on a node that saw two nodes, then the next CREATE TABLE
+    refused by another node that had not heard of the keyspace)."""
+    for n in range(FIRST_NODE, FIRST_NODE + NODE_COUNT):
+        done = subprocess.run([str(CASSANDRA), "nodetool", str(n), "status"], env={**os.environ, **RING_ENV},
+                              capture_output=True, text=True)
+        if done.returncode != 0 or sum(ln.startswith("UN ") for ln in done.stdout.splitlines()) != NODE_COUNT:
+            return False
+    return True
+
+
+def ring_up() -> None:
+    cassandra("up")
+    wait(ring_formed, 120, "every node to list the whole ring Up and Normal", interval=2.0)
+
+
 def node_number(name: str) -> str:
     return name.removeprefix("node")
 
@@ -413,7 +431,7 @@ def up() -> None:
     ensure_packages()
     step("PostgreSQL", postgres_up)
     step("Redis", redis_up)
-    step("Cassandra ring " + ", ".join(NODES), lambda: cassandra("up"))
+    step("Cassandra ring " + ", ".join(NODES), ring_up)
     step("schema", lambda: airflow_run_python("-m", "trade_migration.schema_cli"))
     step("Airflow (CeleryExecutor, two workers)", airflow_up)
     print(f"cluster up: Airflow UI http://127.0.0.1:{API_PORT} (admin; password in "

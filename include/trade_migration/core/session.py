@@ -40,7 +40,8 @@ def let_event_loop_end() -> None:
     it would have."""
     loop = getattr(libevreactor, "_global_loop", None)
     thread = getattr(loop, "_thread", None)
-    if thread is None or not thread.is_alive() or loop._live_conns or loop._new_conns:
+    open_conns = getattr(loop, "_live_conns", True) or getattr(loop, "_new_conns", True)  # absent: hands off
+    if thread is None or not thread.is_alive() or open_conns:
         return
     loop._shutdown = True
     loop.notify()
