@@ -118,14 +118,30 @@ def run_backfill(config, backfill_id, batches, src=None, splits: int = SPLITS) -
     return Run(total, took, peak, cpu, node, rates, steal)
 
 
-def node_cpu() -> float | None:
-    """User + system CPU seconds of the local node's JVM (scripts/cassandra), None when it is not ours."""
+def node_proc(name: str) -> str | None:
+    """/proc/PID/`name` of the local node's JVM (scripts/cassandra), None when it is not ours."""
     try:
         pid = int((REPO / ".local" / "cassandra" / "node1" / "pid").read_text())
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(f"/proc/{pid}/{name}").read_text()
     except (OSError, ValueError):
         return None
+
+
+def node_cpu() -> float | None:
+    """User + system CPU seconds of the local node's JVM, None when it is not ours."""
+    stat = node_proc("stat")
+    if stat is None:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def node_disk_reads() -> int | None:
+    """Bytes the local node's JVM has read from the disk (the page cache's misses), None when it is
+    not ours: this machine drops file pages left untouched for about a minute (a DAMON pageout
+    scheme), so how much of a step's tables still sits in memory moves its rate."""
+    io = node_proc("io")
+    return None if io is None else int(next(ln for ln in io.splitlines() if ln.startswith("read_bytes:")).split()[1])
 
 
 def cpu_ticks() -> tuple[int, int]:

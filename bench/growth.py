@@ -12,6 +12,8 @@ per million rows of the client (the child, from getrusage) and of the local node
 which tell the tool's cost per row from the node's. A size's figures are the medians of its rounds
 (one round's rate moved by up to a third from run to run at 100k trades), its peak RSS the highest.
 Prints every step, a row per size and the spread across sizes; asserts nothing about time.
+`--steps verification` measures the verification alone, again, on what an earlier round's backfill
+wrote (the backfill's rate is not in question when only the verification's is).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import sys
 import time
 from typing import NamedTuple
 
-from backfill_bench import REPO, child_cpu, cpu_ticks, node_cpu, steal_since
+from backfill_bench import REPO, child_cpu, cpu_ticks, node_cpu, node_disk_reads, steal_since
 from testkit import generator
 from testkit.statements import sstable_tasks
 
@@ -48,6 +50,9 @@ VERIFY = ("import json, re, time; from trade_migration.core.config import Config
           " 'target_rows': o.total.target_rows}), " + PEAK + "); s.cluster.shutdown()")
 
 
+BACKFILL_STEP, VERIFY_STEP = "backfill", "verification"
+
+
 class Step(NamedTuple):
     result: dict
     took: float             # wall seconds, the child's start-up included
@@ -55,23 +60,33 @@ class Step(NamedTuple):
     cpu: float              # the child's user + system seconds
     node_cpu: float | None  # the local node's, None when it is not ours
     steal: float            # the share of the CPUs the hypervisor took meanwhile
+    disk_mb: float | None   # what the local node read from the disk meanwhile, None when it is not ours
 
 
 def child(code: str, keyspace: str, *args: str) -> Step:
     """`code` run in a child process on `keyspace`, measured."""
-    cpu, node, ticks, began = child_cpu(), node_cpu(), cpu_ticks(), time.monotonic()
+    cpu, node, disk, ticks, began = child_cpu(), node_cpu(), node_disk_reads(), cpu_ticks(), time.monotonic()
     out = subprocess.run([sys.executable, "-c", code, *args], env={**os.environ, "TM_KEYSPACE": keyspace},
                          stdout=subprocess.PIPE, text=True, check=True).stdout
-    took, cpu, after = time.monotonic() - began, child_cpu() - cpu, node_cpu()
+    took, cpu, after, read = time.monotonic() - began, child_cpu() - cpu, node_cpu(), node_disk_reads()
     payload, rss_kb = next(ln for ln in out.splitlines() if ln.startswith("RESULT ")).split(" ", 1)[1].rsplit(" ", 1)
     return Step(json.loads(payload), took, int(rss_kb) / 1024, cpu,
-                None if node is None or after is None else after - node, steal_since(ticks))
+                None if node is None or after is None else after - node, steal_since(ticks),
+                None if disk is None or read is None else (read - disk) / 1e6)
 
 
-def ensure(session, config: Config, n: int) -> None:
+def ensure(session, config: Config, n: int, *, backfill: bool = True) -> None:
+    """`n` trades in the size's keyspace; user_trades emptied for the backfill, or, when the step
+    runs no backfill, checked to hold what an earlier one wrote."""
     schema.apply(session, config)
     ranges = tokens.split_ring(tokens.ring_tokens(session), 64)
-    have = sum(s for s, _ in counts.range_counts(session, config, ranges))
+    tallies = counts.range_counts(session, config, ranges)
+    have = sum(s for s, _ in tallies)
+    if not backfill:
+        if have != n or not sum(t for _, t in tallies):
+            sys.exit(f"{config.keyspace}: {have:,} trades and an empty or stale user_trades; run a round with"
+                     " the backfill step first")
+        return
     if have != n:
         print(f"{config.keyspace}: {have:,} trades, {n:,} wanted: generating ...", flush=True)
         session.execute(f"TRUNCATE {config.keyspace}.settled_trades", timeout=300)
@@ -111,21 +126,29 @@ def figures(step: Step, rows: int) -> Figures:
                    None if step.node_cpu is None else step.node_cpu / rows * 1e6)
 
 
+def disk_text(step: Step) -> str:
+    return "" if step.disk_mb is None else f"; the node read {step.disk_mb:,.0f} MB from the disk"
+
+
 def cpu_text(f: Figures) -> str:
     node = "n/a" if f.node_cpu is None else f"{f.node_cpu:.1f}"
     return f"CPU s per million rows: client {f.cpu:.1f}, node {node}"
 
 
-def one_step(session, config: Config, n: int) -> tuple[Figures, Figures | None]:
-    """(the backfill's figures, the verification's or None when it failed) at one size."""
-    ensure(session, config, n)
-    waited = settle(session)
-    copied = child(BACKFILL, config.keyspace, "--backfill-id", "growth")
-    rows = copied.result["rows_written"]
-    copy = figures(copied, rows)
-    print(f"{n:>10,} trades: backfill {rows:,} rows in {copied.took:,.1f} s = {copy.rate:,.0f} output rows/s,"
-          f" peak RSS {copy.peak_mb:,.0f} MB; {cpu_text(copy)}; hypervisor steal {copied.steal:.0%}", flush=True)
-    waited += settle(session)
+def one_step(session, config: Config, n: int, steps: list[str]) -> tuple[Figures | None, Figures | None]:
+    """(the backfill's figures, the verification's) at one size, each None when not run or failed."""
+    ensure(session, config, n, backfill=BACKFILL_STEP in steps)
+    waited, copy = settle(session), None
+    if BACKFILL_STEP in steps:
+        copied = child(BACKFILL, config.keyspace, "--backfill-id", "growth")
+        rows = copied.result["rows_written"]
+        copy = figures(copied, rows)
+        print(f"{n:>10,} trades: backfill {rows:,} rows in {copied.took:,.1f} s = {copy.rate:,.0f} output rows/s,"
+              f" peak RSS {copy.peak_mb:,.0f} MB; {cpu_text(copy)}; hypervisor steal {copied.steal:.0%}"
+              f"{disk_text(copied)}", flush=True)
+        waited += settle(session)
+    if VERIFY_STEP not in steps:
+        return copy, None
     try:
         checked = child(VERIFY, config.keyspace)
     except subprocess.CalledProcessError:   # a failure is a finding: its traceback is above
@@ -135,8 +158,8 @@ def one_step(session, config: Config, n: int) -> tuple[Figures, Figures | None]:
     check = figures(checked, both)
     print(f"{n:>10,} trades: full verification {both:,} rows of both tables in {checked.took:,.1f} s ="
           f" {check.rate:,.0f} rows/s ({checked.result['status']}), peak RSS {check.peak_mb:,.0f} MB;"
-          f" {cpu_text(check)}; hypervisor steal {checked.steal:.0%} ({waited:,.0f} s of flushes and compactions"
-          " before the two)", flush=True)
+          f" {cpu_text(check)}; hypervisor steal {checked.steal:.0%}{disk_text(checked)}"
+          f" ({waited:,.0f} s of flushes and compactions before the two)", flush=True)
     return copy, check
 
 
@@ -149,9 +172,9 @@ def summary(steps: list[Figures]) -> Figures | None:
                    statistics.median(s.cpu for s in steps), statistics.median(nodes) if nodes else None)
 
 
-def cells(f: Figures | None) -> str:
+def cells(f: Figures | None, ran: bool) -> str:
     if f is None:
-        return "failed | — | —"
+        return ("failed" if ran else "not run") + " | — | —"
     node = "n/a" if f.node_cpu is None else f"{f.node_cpu:.1f}"
     return f"{f.rate:,.0f} | {f.peak_mb:,.0f} MB | {f.cpu:.1f} / {node}"
 
@@ -160,21 +183,23 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 5_000_000])
     p.add_argument("--rounds", type=int, default=3, help="rounds over every size (a size's median rate)")
+    p.add_argument("--steps", nargs="+", choices=(BACKFILL_STEP, VERIFY_STEP), default=[BACKFILL_STEP, VERIFY_STEP],
+                   help="what each round runs; the verification alone checks what an earlier backfill wrote")
     args = p.parse_args()
     session = connect(Config(), request_timeout=300)
-    steps: dict[int, list[tuple[Figures, Figures | None]]] = {n: [] for n in args.sizes}
+    steps: dict[int, list[tuple[Figures | None, Figures | None]]] = {n: [] for n in args.sizes}
     for r in range(args.rounds):
         print(f"round {r + 1} of {args.rounds}", flush=True)
         for n in args.sizes:
-            steps[n].append(one_step(session, Config(keyspace=f"growth_{n}"), n))
+            steps[n].append(one_step(session, Config(keyspace=f"growth_{n}"), n, args.steps))
     session.cluster.shutdown()
-    rows = [(n, summary([c for c, _ in steps[n]]), summary([v for _, v in steps[n] if v is not None]))
+    rows = [(n, summary([c for c, _ in steps[n] if c is not None]), summary([v for _, v in steps[n] if v is not None]))
             for n in args.sizes]
     print("\n| trades | backfill output rows/s | backfill peak RSS | backfill CPU s/M rows, client / node"
           " | full verification rows/s | verification peak RSS | verification CPU s/M rows, client / node |")
     print("|---|---|---|---|---|---|---|")
     for n, copy, check in rows:
-        print(f"| {n:,} | {cells(copy)} | {cells(check)} |")
+        print(f"| {n:,} | {cells(copy, BACKFILL_STEP in args.steps)} | {cells(check, VERIFY_STEP in args.steps)} |")
     for name, step, field in (("backfill rows/s", 1, "rate"), ("verification rows/s", 2, "rate"),
                               ("backfill RSS", 1, "peak_mb"), ("verification RSS", 2, "peak_mb"),
                               ("backfill client CPU per row", 1, "cpu"), ("verification client CPU per row", 2, "cpu")):

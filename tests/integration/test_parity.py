@@ -229,9 +229,9 @@ def test_planted_faults_are_found_counted_exactly_and_repaired(db, cfg, tmp_path
     assert (every_range.total.missing, every_range.total.mismatched, every_range.total.orphans) == (6, 3, t.orphans)
     assert len(every_range.diffs) == 4 and found(every_range) < expected
     # the rejects listed: all of them, or the report_cap lowest ids, whichever thread met them first
-    assert len(reject_ids) == rejected and [r["trade_id"] for r in out.rejects] == reject_ids
-    assert [r["trade_id"] for r in every_range.rejects] == reject_ids[:4]
-    assert [r["trade_id"] for r in verify(db, cfg, report_cap=4)[1].rejects] == reject_ids[:4]
+    assert len(reject_ids) == rejected and [trade_id for trade_id, _, _ in out.rejects] == reject_ids
+    assert [trade_id for trade_id, _, _ in every_range.rejects] == reject_ids[:4]
+    assert [trade_id for trade_id, _, _ in verify(db, cfg, report_cap=4)[1].rejects] == reject_ids[:4]
 
     # the report and the parity_runs row
     paths = report.write(run, out, tmp_path / "broken")

@@ -10,6 +10,7 @@ from itertools import pairwise
 import pytest
 
 from trade_migration.core import notify
+from trade_migration.core.convert import Reject
 from trade_migration.core.settings import PARITY_NOTIFIER
 from trade_migration.core.tokens import MAX_TOKEN, MIN_TOKEN, split_ring
 from trade_migration.verify import parity, row_parity
@@ -33,17 +34,20 @@ ROW = (5, 1, datetime(2026, 5, 1, 12, 0, 0, 123000), 10_000_001, "BUY", 6_700_00
 
 
 def test_the_rejects_listed_are_the_lowest_trade_ids_whatever_order_they_came_in():
-    entries = [{"range": t % 7, "trade_id": t, "reason": f"r{t}"} for t in range(1000, 0, -3)]
-    lowest = sorted(entries, key=lambda e: e["trade_id"])[:5]
+    entries = [(t, t % 7, Reject("bad_price" if t % 2 else "bad_quantity", f"r{t}")) for t in range(1000, 0, -3)]
+    lowest = [(t, i, f"{out.code}: r{t}") for t, i, out in sorted(entries)[:5]]
+    assert [t for t, _, _ in lowest] == [1, 4, 7, 10, 13]
     for seed in range(3):
         shuffled = random.Random(seed).sample(entries, len(entries))
         one = Rejects(5)
-        for e in shuffled:
-            one.add(e)
+        for t, i, out in shuffled:
+            one.note(i, t, out)
         assert one.sorted() == lowest
+        assert one.by_reason == {"bad_price": 167, "bad_quantity": 167}   # every reject counted, listed or not
+        assert json.loads(json.dumps(one.sorted())) == [list(e) for e in lowest]
     kept = Rejects(0)
-    kept.add(entries[0])
-    assert kept.sorted() == []
+    kept.note(0, 1, entries[0][2])
+    assert kept.sorted() == [] and kept.by_reason == {"bad_quantity": 1}
 
 
 def test_a_digest_tells_equal_row_sets_from_different_ones_in_any_order():

@@ -48,6 +48,7 @@ from trade_migration.verify.parity_run import (
     derive_seed,
     merge_tallies,
 )
+from trade_migration.verify.rejects import TRADE_ID
 from trade_migration.verify.repair import AT_RUN_START, AT_SOURCE_TIME
 from trade_migration.verify.resolve import NOT_RESOLVED, identity
 from trade_migration.verify.resolve import resolve as resolve_orphans
@@ -194,7 +195,7 @@ class Outcome:
     tallies: dict[int, Tally]
     total: Tally
     diffs: list[dict]              # capped at the run's report_cap, ordered
-    rejects: list[dict]            # the report_cap lowest trade ids (verify/rejects.py)
+    rejects: list                  # [trade_id, range, reason] of the report_cap lowest trade ids (verify/rejects.py)
     rejected_by_reason: dict
     counts: dict | None            # whole-table counts (full runs)
     duration_s: float
@@ -259,7 +260,7 @@ def conclude(run: Run, surveys: list[dict], inspections: list[dict], resolved: d
     finished = clock.micros(finished_at or clock.now())
     return Outcome(
         status=status_of(total, run.repair), tallies=tallies, total=total, diffs=diffs[:run.report_cap],
-        rejects=sorted((r for p in parts for r in p["rejects"]), key=lambda r: r["trade_id"])[:run.report_cap],
+        rejects=sorted((r for p in parts for r in p["rejects"]), key=lambda r: r[TRADE_ID])[:run.report_cap],
         rejected_by_reason=dict(sorted(reasons.items())),
         counts=whole_table_counts(run, total),
         duration_s=max(0.0, (finished - run.started_us) / 1e6),

@@ -94,8 +94,8 @@ def write(run: Run, outcome: Outcome, directory: Path | None = None) -> dict[str
     with paths["rejected"].open("w", newline="") as f:
         out = csv.writer(f)
         out.writerow(("trade_id", "range", "reason"))
-        for r in outcome.rejects:
-            out.writerow((r["trade_id"], run.ranges[r["range"]].label, r["reason"]))
+        for trade_id, i, reason in outcome.rejects:
+            out.writerow((trade_id, run.ranges[i].label, reason))
     facts = run_facts(run)
     summary = {**facts, **outcome.summary(), "capped_at": run.report_cap,
                "files": {k: str(p) for k, p in paths.items()}}
