@@ -138,8 +138,7 @@ def node_cpu() -> float | None:
 
 def node_disk_reads() -> int | None:
     """Bytes the local node's JVM has read from the disk (the page cache's misses), None when it is
-    not ours: this machine drops file pages left untouched for about a minute (a DAMON pageout
-    scheme), so how much of a step's tables still sits in memory moves its rate."""
+    not ours: a step whose tables are not all in memory pays for it in its rate."""
     io = node_proc("io")
     return None if io is None else int(next(ln for ln in io.splitlines() if ln.startswith("read_bytes:")).split()[1])
 

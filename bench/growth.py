@@ -159,7 +159,7 @@ def one_step(session, config: Config, n: int, steps: list[str]) -> tuple[Figures
     print(f"{n:>10,} trades: full verification {both:,} rows of both tables in {checked.took:,.1f} s ="
           f" {check.rate:,.0f} rows/s ({checked.result['status']}), peak RSS {check.peak_mb:,.0f} MB;"
           f" {cpu_text(check)}; hypervisor steal {checked.steal:.0%}{disk_text(checked)}"
-          f" ({waited:,.0f} s of flushes and compactions before the two)", flush=True)
+          f" ({waited:,.0f} s of flushes and compactions before {'the two' if copy else 'it'})", flush=True)
     return copy, check
 
 
