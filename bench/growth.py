@@ -81,11 +81,11 @@ def ensure(session, config: Config, n: int, *, backfill: bool = True) -> None:
     schema.apply(session, config)
     ranges = tokens.split_ring(tokens.ring_tokens(session), 64)
     tallies = counts.range_counts(session, config, ranges)
-    have = sum(s for s, _ in tallies)
+    have, target = sum(s for s, _ in tallies), sum(t for _, t in tallies)
     if not backfill:
-        if have != n or not sum(t for _, t in tallies):
-            sys.exit(f"{config.keyspace}: {have:,} trades and an empty or stale user_trades; run a round with"
-                     " the backfill step first")
+        if have != n or not target:
+            sys.exit(f"{config.keyspace}: {have:,} trades ({n:,} wanted), {target:,} user_trades rows; run a round"
+                     " with the backfill step first")
         return
     if have != n:
         print(f"{config.keyspace}: {have:,} trades, {n:,} wanted: generating ...", flush=True)
