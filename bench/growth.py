@@ -41,10 +41,11 @@ from trade_migration.verify import counts
 PEAK = "re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]"
 BACKFILL = ("import json, re, sys; from trade_migration import backfill_cli; r = backfill_cli.main(sys.argv[1:]);"
             f" print('RESULT', json.dumps(r), {PEAK})")
-VERIFY = ("import json, re, time; from trade_migration.core.config import Config;"
+VERIFY = ("import json, re, sys, time; from trade_migration.core.config import Config;"
           " from trade_migration.core.session import connect; from trade_migration.verify import parity;"
           " s = connect(Config.from_env(), request_timeout=120);"
-          " run = parity.plan_run(s, Config.from_env(), run_id=f'growth_{time.time_ns()}', mode='full');"
+          " run = parity.plan_run(s, Config.from_env(), run_id=f'growth_{time.time_ns()}', mode='full',"
+          " report_cap=int(sys.argv[1]));"
           " o = parity.run_all(s, Config.from_env(), run);"
           " print('RESULT', json.dumps({'status': o.status, 'source_rows': o.total.source_rows,"
           " 'target_rows': o.total.target_rows}), " + PEAK + "); s.cluster.shutdown()")
@@ -135,7 +136,8 @@ def cpu_text(f: Figures) -> str:
     return f"CPU s per million rows: client {f.cpu:.1f}, node {node}"
 
 
-def one_step(session, config: Config, n: int, steps: list[str]) -> tuple[Figures | None, Figures | None]:
+def one_step(session, config: Config, n: int, steps: list[str], report_cap: int
+             ) -> tuple[Figures | None, Figures | None]:
     """(the backfill's figures, the verification's) at one size, each None when not run or failed."""
     ensure(session, config, n, backfill=BACKFILL_STEP in steps)
     waited, copy = settle(session), None
@@ -150,7 +152,7 @@ def one_step(session, config: Config, n: int, steps: list[str]) -> tuple[Figures
     if VERIFY_STEP not in steps:
         return copy, None
     try:
-        checked = child(VERIFY, config.keyspace)
+        checked = child(VERIFY, config.keyspace, str(report_cap))
     except subprocess.CalledProcessError:   # a failure is a finding: its traceback is above
         print(f"{n:>10,} trades: the full verification failed", flush=True)
         return copy, None
@@ -185,13 +187,15 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="rounds over every size (a size's median rate)")
     p.add_argument("--steps", nargs="+", choices=(BACKFILL_STEP, VERIFY_STEP), default=[BACKFILL_STEP, VERIFY_STEP],
                    help="what each round runs; the verification alone checks what an earlier backfill wrote")
+    p.add_argument("--report-cap", type=int, default=10_000,
+                   help="rejects (and differences) the verification lists: the report_cap Param, 10,000 by default")
     args = p.parse_args()
     session = connect(Config(), request_timeout=300)
     steps: dict[int, list[tuple[Figures | None, Figures | None]]] = {n: [] for n in args.sizes}
     for r in range(args.rounds):
         print(f"round {r + 1} of {args.rounds}", flush=True)
         for n in args.sizes:
-            steps[n].append(one_step(session, Config(keyspace=f"growth_{n}"), n, args.steps))
+            steps[n].append(one_step(session, Config(keyspace=f"growth_{n}"), n, args.steps, args.report_cap))
     session.cluster.shutdown()
     rows = [(n, summary([c for c, _ in steps[n] if c is not None]), summary([v for _, v in steps[n] if v is not None]))
             for n in args.sizes]

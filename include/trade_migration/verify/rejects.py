@@ -32,14 +32,11 @@ class Rejects:
         """A trade of range `i` the conversion rejected: counted by reason, listed if among the lowest."""
         with self._lock:
             self.by_reason[out.code] += 1
-            self.add((trade_id, i, out.reason))
-
-    def add(self, entry: tuple[int, int, str]) -> None:
-        item = (-entry[TRADE_ID], next(self._arrival), entry)
-        if len(self._heap) < self.cap:
-            heapq.heappush(self._heap, item)
-        elif self._heap and item[0] > self._heap[0][0]:
-            heapq.heapreplace(self._heap, item)
+            item = (-trade_id, next(self._arrival), (trade_id, i, out.reason))
+            if len(self._heap) < self.cap:
+                heapq.heappush(self._heap, item)
+            elif self._heap and item[0] > self._heap[0][0]:
+                heapq.heapreplace(self._heap, item)
 
     def sorted(self) -> list[tuple[int, int, str]]:
         """The entries kept, by trade id."""
