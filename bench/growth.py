@@ -190,6 +190,8 @@ def main() -> None:
     p.add_argument("--report-cap", type=int, default=10_000,
                    help="rejects (and differences) the verification lists: the report_cap Param, 10,000 by default")
     args = p.parse_args()
+    if args.report_cap < 1:   # as the DAG's Param bounds it
+        p.error("--report-cap must be at least 1")
     session = connect(Config(), request_timeout=300)
     steps: dict[int, list[tuple[Figures | None, Figures | None]]] = {n: [] for n in args.sizes}
     for r in range(args.rounds):
